@@ -1,0 +1,1 @@
+"""Networking: flow tooling, NetFlowGen, Cora."""

@@ -1,0 +1,1 @@
+"""Serving: one LLM inference engine shared by NEO, LAMPS and TRAIL."""

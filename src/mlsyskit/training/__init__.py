@@ -1,0 +1,1 @@
+"""Training infrastructure: Minder, TrainMover, Optimus."""
