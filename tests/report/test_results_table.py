@@ -48,5 +48,5 @@ def test_readme_without_markers_is_an_error(tmp_path: Path) -> None:
 
 def test_corrupt_result_file_names_it(tmp_path: Path) -> None:
     (tmp_path / "cora.json").write_text("{not json")
-    with pytest.raises(DataError, match="cora.json"):
+    with pytest.raises(DataError, match=r"cora\.json"):
         render_results_table(tmp_path)
