@@ -1,0 +1,245 @@
+"""``mlsyskit reproduce neo``: parity on the real executor, paper setups on the simulator.
+
+Metrics (the issue's definitions):
+
+* ``pipelined_logits_max_abs_diff``: real executor, NEO pipelined (host attention on a host
+  thread) vs the device-only engine, max |logit difference| over every sampled token;
+* ``t4_throughput_gain``: sustainable rate of NEO / device-only (a *ratio*), T4 + Llama-2-7B,
+  summarisation-like requests;
+* ``a10g_gain_smallest_cpu`` / ``a10g_gain_largest_cpu``: NEO rate / device-only rate - 1 (a
+  *fraction*), A10G + Llama-3-8B, g5.2xlarge / g5.16xlarge host, synthetic input 1000, the
+  maximum over the output lengths run (the paper's "up to");
+* ``h100_throughput_gain``: the same fraction, Llama-3.1-70B on 2x H100 (TP=2), synthetic
+  input 1000 with the longest output (the workload of the A10G runs);
+* ``min_gain_vs_device_only``: min over every simulated setup and workload of NEO rate /
+  device-only rate;
+* ``gain_vs_fastdecode``: NEO rate / FastDecode+ rate, A10G + g5.16xlarge (FastDecode+'s most
+  favourable host), longest output.
+
+A sustainable rate is where the P90 per-token latency crosses 2x the device-only system's P90
+at its lightest sweep point (:mod:`mlsyskit.serving.neo.loadtest`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from mlsyskit.results import BenchResult
+from mlsyskit.serving.neo.engine import SETUPS
+from mlsyskit.serving.neo.loadtest import Comparison, SpecMaker, compare, sustainable_rate
+from mlsyskit.serving.neo.scheduler import OffloadMode
+from mlsyskit.serving.neo.workloads import NeoWorkload, neo_workload
+from mlsyskit.serving.workload import RequestSpec
+
+A10G_SIZES = ("2", "4", "8", "16")
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    num_requests: int
+    fractions: tuple[float, ...]
+    output_lens: tuple[int, ...]
+
+
+QUICK = BenchSize(120, (0.3, 0.6, 0.85, 1.0, 1.2), (400,))
+FULL = BenchSize(300, (0.3, 0.55, 0.75, 0.9, 1.0, 1.2), (100, 200, 400))
+
+
+def _maker(kind: NeoWorkload, output_len: int = 200) -> SpecMaker:
+    def make(n: int, rate: float, seed: int) -> list[RequestSpec]:
+        return neo_workload(kind, n, rate, output_len=output_len, seed=seed)
+
+    return make
+
+
+def plot_curves(comparisons: Sequence[Comparison], path: Path, title: str) -> Path:
+    """P90 per-token latency vs request rate, one panel per comparison (the paper's Fig. 6)."""
+    from mlsyskit.report.plotting import new_figure, save_figure
+
+    fig = new_figure(4.0 * len(comparisons), 3.4)
+    axes = fig.subplots(1, len(comparisons), squeeze=False)[0]
+    labels = {"none": "device-only", "neo": "NEO", "fastdecode": "FastDecode+"}
+    for ax, comp in zip(axes, comparisons, strict=True):
+        for name, points in comp.curves.items():
+            pts = sorted(points, key=lambda p: p.rate)
+            ax.plot([p.rate for p in pts], [p.p90_token_latency_s * 1e3 for p in pts],
+                    marker="o", label=f"{labels.get(name, name)} ({comp.rates[name]:.2f} req/s)")
+        ax.axhline(comp.bound_s * 1e3, color="grey", linestyle="--", linewidth=0.8)
+        ax.set_xlabel("request rate (req/s)")
+        ax.set_ylabel("P90 per-token latency (ms)")
+        ax.set_title(f"{comp.setup} / {comp.workload}", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
+def plot_cpu_gains(gains: dict[str, dict[int, float]], path: Path) -> Path:
+    """Gain over device-only vs host size, per output length (the paper's Fig. 10a)."""
+    from mlsyskit.report.plotting import new_figure, save_figure
+
+    fig = new_figure(5.5, 3.4)
+    ax = fig.subplots()
+    sizes = list(gains)
+    outs = sorted({o for g in gains.values() for o in g})
+    width = 0.8 / max(1, len(outs))
+    for k, out in enumerate(outs):
+        ax.bar([i + k * width for i in range(len(sizes))],
+               [100 * gains[s].get(out, 0.0) for s in sizes], width, label=f"output {out}")
+    ax.set_xticks([i + width * (len(outs) - 1) / 2 for i in range(len(sizes))])
+    ax.set_xticklabels([f"g5.{s}xlarge" for s in sizes])
+    ax.set_ylabel("NEO gain over device-only (%)")
+    ax.axhline(0, color="black", linewidth=0.6)
+    ax.legend(fontsize=7)
+    ax.set_title("A10G + Llama-3-8B, input 1000 (simulated)")
+    return save_figure(fig, path)
+
+
+def reproduce(quick: bool, out_dir: Path) -> BenchResult:
+    """Run NEO's benchmarks (see the module docstring)."""
+    from mlsyskit.serving.neo.real import pipelined_parity
+
+    size = QUICK if quick else FULL
+    console = Console(stderr=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    res = BenchResult()
+    n, fr = size.num_requests, size.fractions
+
+    console.print("[neo] real executor: pipelined vs sequential parity")
+    parity = pipelined_parity()
+    res.metrics["pipelined_logits_max_abs_diff"] = parity.max_abs_logit_diff
+    res.notes.append(
+        f"parity: 'small' model (4 layers, random weights), 8 greedy requests x 12 tokens; "
+        f"NEO ran {parity.num_pipelined_steps} pipelined steps with {parity.num_host_decodes} "
+        f"host decodes; {parity.num_tokens_compared} tokens compared, same greedy tokens: "
+        f"{parity.same_tokens}; host thread busy {parity.host_busy_s:.2f} s of "
+        f"{parity.pipelined_forward_s:.2f} s pipelined forward (overlap is real, on 2 shared cores)"
+    )
+
+    def run(setup: str, kind: NeoWorkload, out: int = 0,
+            systems: tuple[OffloadMode, ...] = (OffloadMode.NONE, OffloadMode.NEO)) -> Comparison:
+        label = kind.value if kind is not NeoWorkload.SYNTHETIC else f"synthetic out {out}"
+        console.print(f"[neo] {setup}: {label} ({', '.join(s.value for s in systems)})")
+        return compare(SETUPS[setup], _maker(kind, out), workload=label, systems=systems,
+                       num_requests=n, fractions=fr)
+
+    all_ratios: list[tuple[str, float]] = []
+    offline: list[str] = []
+
+    looser: list[str] = []
+
+    def note_offline(comp: Comparison) -> None:
+        caps = comp.capacities
+        offline.append(f"{comp.setup}/{comp.workload} "
+                       + " ".join(f"{k} {v:.3g}" for k, v in caps.items()))
+        # the same curves read at a 4x bound (sweeps stop after the 2x crossing, so a rate
+        # may be a lower bound there)
+        loose = {k: sustainable_rate(v, 2.0 * comp.bound_s) for k, v in comp.curves.items()}
+        looser.append(f"{comp.setup}/{comp.workload} {loose['neo'] / loose['none']:.2f}")
+    t4 = run("t4-7b", NeoWorkload.SUMMARIZATION,
+             systems=(OffloadMode.NONE, OffloadMode.NEO, OffloadMode.FASTDECODE))
+    res.metrics["t4_throughput_gain"] = t4.gain()
+    note_offline(t4)
+    all_ratios.append(("t4-7b/summarization", t4.gain()))
+
+    gains: dict[str, dict[int, float]] = {}
+    a10g_curves: dict[str, Comparison] = {}
+    for s in A10G_SIZES:
+        gains[s] = {}
+        for out in size.output_lens:
+            systems: tuple[OffloadMode, ...] = (OffloadMode.NONE, OffloadMode.NEO)
+            last = s == A10G_SIZES[-1] and out == size.output_lens[-1]
+            if last:
+                systems = (*systems, OffloadMode.FASTDECODE)
+            comp = run(f"a10g-8b-{s}", NeoWorkload.SYNTHETIC, out, systems)
+            gains[s][out] = comp.gain() - 1
+            all_ratios.append((f"a10g-8b-{s}/out{out}", comp.gain()))
+            a10g_curves[s] = comp
+            note_offline(comp)
+            if last:
+                res.metrics["gain_vs_fastdecode"] = comp.gain("neo", "fastdecode")
+    res.metrics["a10g_gain_smallest_cpu"] = max(gains[A10G_SIZES[0]].values())
+    res.metrics["a10g_gain_largest_cpu"] = max(gains[A10G_SIZES[-1]].values())
+
+    code = run("a10g-8b-16", NeoWorkload.CODE)
+    all_ratios.append(("a10g-8b-16/code", code.gain()))
+    note_offline(code)
+    h100 = run("h100x2-70b", NeoWorkload.SYNTHETIC, size.output_lens[-1])
+    res.metrics["h100_throughput_gain"] = h100.gain() - 1
+    note_offline(h100)
+    all_ratios.append((f"h100x2-70b/out{size.output_lens[-1]}", h100.gain()))
+    worst = min(all_ratios, key=lambda kv: kv[1])
+    res.metrics["min_gain_vs_device_only"] = worst[1]
+
+    plot_curves([t4, a10g_curves[A10G_SIZES[0]], a10g_curves[A10G_SIZES[-1]], h100],
+                out_dir / "neo_load_latency.png", "NEO vs device-only (simulated)")
+    plot_curves([code], out_dir / "neo_code_workload.png", "code-like workload (simulated)")
+    plot_cpu_gains(gains, out_dir / "neo_cpu_size.png")
+    res.plots = ["neo_load_latency.png", "neo_cpu_size.png", "neo_code_workload.png"]
+
+    res.paper = {
+        "pipelined_logits_max_abs_diff": "same outputs (exact offload)",
+        "t4_throughput_gain": 7.5,
+        "a10g_gain_smallest_cpu": 0.122,
+        "a10g_gain_largest_cpu": 0.793,
+        "h100_throughput_gain": 0.14,
+        "min_gain_vs_device_only": "slightly below 1 at short outputs",
+        "gain_vs_fastdecode": "NEO > FastDecode+",
+    }
+    res.targets = {
+        "pipelined_logits_max_abs_diff": "<= 1e-4",
+        "t4_throughput_gain": ">= 4",
+        "a10g_gain_smallest_cpu": "in [0, 0.25]",
+        "a10g_gain_largest_cpu": "in [0.5, 1.1]",
+        "h100_throughput_gain": "in [0.05, 0.25]",
+        "min_gain_vs_device_only": ">= 0.97",
+        "gain_vs_fastdecode": "> 1",
+    }
+    res.simulated = [k for k in res.targets if k != "pipelined_logits_max_abs_diff"]
+    per_size = "; ".join(
+        f"g5.{s}xlarge " + ", ".join(f"out {o}: {100 * g:+.1f}%" for o, g in gains[s].items())
+        for s in A10G_SIZES
+    )
+    res.notes += [
+        "definitions: t4_throughput_gain = NEO rate / device-only rate (ratio); a10g_* and "
+        "h100_throughput_gain = NEO rate / device-only rate - 1 (fraction, 0.793 = +79.3%); "
+        "a10g_* take the max over the output lengths run; min_gain_vs_device_only = min ratio "
+        "over every setup and workload; gain_vs_fastdecode = NEO rate / FastDecode+ rate on "
+        "g5.16xlarge with the longest output",
+        "rate = sustainable request rate where P90 per-token latency (latency / (prompt + "
+        "output)) crosses 2x device-only's P90 at its lightest sweep point; each system is "
+        "swept at fractions " + ", ".join(f"{f:g}" for f in fr) + " of its own offline "
+        f"capacity with {n} Poisson requests per point (seed 0)",
+        f"A10G gains per host: {per_size}",
+        "ratios per setup: " + ", ".join(f"{k} {v:.3f}" for k, v in all_ratios)
+        + f" (worst: {worst[0]})",
+        "offline throughput (req/s, all requests at t=0, the paper's Fig. 10a kind of "
+        "figure; not the metric): " + "; ".join(offline),
+        "sensitivity to the latency bound (not the metric): NEO/device-only rate ratio at "
+        "4x instead of 2x the light-load P90, read from the same curves (>= where a sweep "
+        "stopped below the bound): " + "; ".join(looser),
+        f"T4 rates: device-only {t4.rates['none']:.3f}, NEO {t4.rates['neo']:.3f}, "
+        f"FastDecode+ {t4.rates['fastdecode']:.3f} req/s",
+        "simulator: NeoScheduler (the same class the real engine runs) plans with tables "
+        "sampled from the roofline on NEO's grids; the executor charges the roofline itself "
+        "(pipelined stages cost max(device, host)); host attention speed = min(0.6 x socket "
+        "DRAM peak, cores x core FMA peak x 0.25 / (H_q/H_kv) flop per byte): two global "
+        "efficiencies, nothing fitted to the paper's gains; every number is a prediction",
+        "the 2x H100 host is not named in the paper: assumed 2x Xeon 8480+ (614 GB/s, 112 "
+        "cores); host launch overhead 0.2 ms per layer and sub-batch (NEO's code: 0.8 ms)",
+        "NEO here adds two FCFS/tail guards to the paper's rules: host-destined prefills only "
+        "while the host places its whole queue, and no new prefill takes the device while "
+        "host decodes wait to swap in; NeoConfig(backlog_guard=False, device_fcfs=False) "
+        "gives the paper's rules exactly",
+        f"quick={quick}: " + ("120 requests per point, 5 load points (+ up to 6 more until "
+                              "the bound is crossed), A10G output 400 only" if quick else
+                              "300 requests per point, 6 load points (+ up to 6 more), A10G "
+                              "outputs 100, 200, 400"),
+        f"wall time {time.perf_counter() - started:.0f} s",
+    ]
+    return res

@@ -1,0 +1,117 @@
+"""Measure NEO's per-layer cost tables on the real executor (``TablePerfPredictor``'s job).
+
+Runs artificial batches through one decoder layer of the executor's model and times each
+building block (median of ``repeats``): the linear layers over ``S`` tokens, prefill attention
+of one prompt, device decode attention over ``N`` context tokens, host decode attention of ``n``
+requests over ``N`` tokens (in a separate host pool), the host thread's round trip (``lnch``),
+the LM head and a block copy between the pools.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+
+from mlsyskit.serving.executor.torch_executor import TorchExecutor
+from mlsyskit.serving.model import PagedKVCache, SequenceBatch
+from mlsyskit.serving.model.layers import DecoderLayer
+from mlsyskit.serving.neo.cost import CostTables
+
+
+def _median_s(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _decode_batch(contexts: Sequence[int], block_size: int) -> SequenceBatch:
+    tables, nxt = [], 0
+    for ctx in contexts:
+        n = -(-ctx // block_size)
+        tables.append(list(range(nxt, nxt + n)))
+        nxt += n
+    return SequenceBatch(
+        token_ids=torch.zeros(len(contexts), dtype=torch.long),
+        positions=torch.tensor([c - 1 for c in contexts], dtype=torch.long),
+        query_lens=[1] * len(contexts),
+        context_lens=list(contexts),
+        block_tables=tables,
+    )
+
+
+def profile_tables(
+    executor: TorchExecutor,
+    *,
+    linr_x: Sequence[int] = (1, 16, 64, 256),
+    pref_x: Sequence[int] = (16, 64, 256),
+    ctx_x: Sequence[int] = (0, 256, 1024, 4096),
+    cdec_n: Sequence[int] = (1, 4, 16),
+    repeats: int = 3,
+) -> CostTables:
+    """Per-layer tables measured on ``executor``'s model (layer 0 stands for every layer)."""
+    model = executor.model
+    cfg = model.config
+    layer = model.layers[0]
+    assert isinstance(layer, DecoderLayer)
+    bs = executor.block_size
+    blocks = -(-max(max(ctx_x), max(pref_x)) // bs) + max(cdec_n) + 8
+    dev_cache = PagedKVCache(cfg, blocks, bs, device=executor.device)
+    host_cache = PagedKVCache(cfg, blocks, bs, device="cpu")
+    gen = torch.Generator().manual_seed(0)
+
+    def rand(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=gen).to(executor.device)
+
+    hd, nh, nkv = cfg.head_dim, cfg.num_heads, cfg.num_kv_heads
+    with torch.no_grad():
+        def linr(s: int) -> float:
+            h, pos = rand(s, cfg.hidden_size), torch.arange(s)
+            attn = rand(s, nh, hd)
+            return _median_s(lambda: (layer.qkv(h, pos), layer.finish(h, attn)), repeats)
+
+        def attend(contexts: Sequence[int], cache: PagedKVCache, prompt: int = 0) -> float:
+            if prompt:
+                batch = SequenceBatch(torch.zeros(prompt, dtype=torch.long),
+                                      torch.arange(prompt), [prompt], [prompt],
+                                      [list(range(-(-prompt // bs)))])
+            else:
+                batch = _decode_batch(contexts, bs)
+            t = batch.num_tokens
+            q, k, v = rand(t, nh, hd), rand(t, nkv, hd), rand(t, nkv, hd)
+            return _median_s(lambda: layer.attend(q, k, v, batch, cache), repeats)
+
+        def spread(total: int, n: int) -> list[int]:
+            return [max(2, total // n)] * n
+
+        linr_s = [linr(s) for s in linr_x]
+        pref_s = [attend((), dev_cache, p) for p in pref_x]
+        gdec_s = [0.0 if n == 0 else attend(spread(n, 8), dev_cache) for n in ctx_x]
+        cdec_s = [[attend(spread(max(c, 2 * n), n), host_cache) for c in ctx_x]
+                  for n in cdec_n]
+        with ThreadPoolExecutor(1) as pool:
+            lnch = _median_s(lambda: pool.submit(lambda: None).result(), repeats * 10)
+        h1, h2 = rand(1, cfg.hidden_size), rand(2, cfg.hidden_size)
+        extra1 = _median_s(lambda: model.final_logits(h1), repeats)
+        extra2 = _median_s(lambda: model.final_logits(h2), repeats)
+        copy = _median_s(lambda: dev_cache.copy_blocks_to(host_cache, [(0, 1)]), repeats)
+    return CostTables(
+        num_layers=cfg.num_layers,
+        linr_x=tuple(linr_x), linr_s=tuple(linr_s),
+        pref_x=tuple(pref_x), pref_s=tuple(pref_s),
+        gdec_x=tuple(ctx_x), gdec_s=tuple(gdec_s),
+        cdec_n=tuple(cdec_n), cdec_x=tuple(ctx_x),
+        cdec_s=tuple(tuple(row) for row in cdec_s),
+        lnch_s=lnch,
+        extra_fixed_s=extra1,
+        extra_per_seq_s=max(0.0, extra2 - extra1),
+        link_per_token_s=copy / bs,
+        source=f"measured on this CPU, model {cfg.name}",
+    )

@@ -1,0 +1,1 @@
+"""Tests of NEO (mlsyskit.serving.neo)."""

@@ -1,0 +1,145 @@
+"""NEO's scheduler rules, by hand-made cases and by property tests over random workloads."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan
+from mlsyskit.serving.neo.scheduler import NeoScheduler, OffloadMode
+from mlsyskit.serving.request import make_request
+
+from .fakes import create_neo_scheduler, fake_result
+
+
+def _add(s: NeoScheduler, lengths: list[tuple[int, int]]) -> None:
+    for i, (p, o) in enumerate(lengths):
+        s.add(make_request(f"r{i}", p, o, arrival_time=float(i)), float(i))
+
+
+def _step(s: NeoScheduler, now: float = 0.0) -> NeoStepPlan:
+    plan = s.schedule(now)
+    assert isinstance(plan, NeoStepPlan)
+    s.update(plan, fake_result(plan), now)
+    s.bm.check_invariants()
+    return plan
+
+
+def test_first_prefill_on_device_later_ones_on_host() -> None:
+    # 8 device blocks of 4 tokens: r0 (12 + 1 tokens -> 4 blocks) fits, r1 (20 -> 6) does not,
+    # so r1 goes to the host and r2, though it would fit, follows it (FCFS fairness)
+    s = create_neo_scheduler(num_device_blocks=8)
+    _add(s, [(12, 5), (20, 5), (4, 5)])
+    plan = _step(s)
+    placement = {r.request_id: h for r, h in zip(plan.requests, plan.on_host, strict=True)}
+    assert placement == {"r0": False, "r1": True, "r2": True}
+    assert [r.request_id for r in s.gpu_q] == ["r0"]
+    assert [r.request_id for r in s.cpu_q] == ["r1", "r2"]
+
+
+def test_host_decodes_are_limited_by_slack() -> None:
+    # FakeCosts: linr = 1 s, host 0.1 s per request -> remains[j] = 1 - 0.1 x n_j, so at most
+    # 10 host decodes per sub-batch (all contexts equal, so one rejection ends the walk)
+    s = create_neo_scheduler(num_device_blocks=16, max_num_seqs=64, backlog_guard=False)
+    _add(s, [(8, 50)] * 31)
+    for _ in range(10):
+        _step(s)
+        if s.num_waiting == 0:
+            break
+    assert s.num_waiting == 0 and len(s.cpu_q) > 20
+    plan = _step(s)
+    assert plan.mode is ExecMode.PIPELINED
+    assert all(n == 1 for n in plan.num_new_tokens)
+    in_b0 = sum(1 for h, sb in zip(plan.on_host, plan.sub_batch, strict=True) if h and sb == 0)
+    in_b1 = sum(1 for h, sb in zip(plan.on_host, plan.sub_batch, strict=True) if h and sb == 1)
+    assert (in_b0, in_b1) == (10, 10)
+    assert all(plan.on_host[i] for i, sb in enumerate(plan.sub_batch) if sb == 1)
+
+
+def test_sequential_when_pipelining_does_not_pay() -> None:
+    # 3 device decodes and one host decode: sequential 3 req / 1 s beats pipelined 4 / 2 s
+    s = create_neo_scheduler(num_device_blocks=12, backlog_guard=False)
+    _add(s, [(4, 20), (4, 20), (4, 20), (26, 20)])
+    first = _step(s)
+    assert sum(first.on_host) == 1  # r3 (27 tokens, 7 blocks) did not fit the device
+    plan = _step(s)
+    assert plan.mode is ExecMode.SEQUENTIAL
+    assert not any(plan.on_host)
+    assert len(plan.requests) == 3
+
+
+def test_newest_device_decode_swaps_out_to_the_front_of_the_host_queue() -> None:
+    # two requests take 6 of 7 device blocks after prefill (under the 95% watermark);
+    # growing to 13 tokens needs 4 blocks each: 8 > 7
+    s = create_neo_scheduler(num_device_blocks=7, block_size=4)
+    _add(s, [(11, 10), (11, 10)])
+    _step(s)
+    assert [r.request_id for r in s.gpu_q] == ["r0", "r1"]
+    assert not _step(s).swap_out  # decode to 12 tokens: still 3 blocks each
+    plan = _step(s)  # decode to 13 tokens: 4 blocks each, over the pool
+    assert plan.swap_out and not plan.swap_in
+    assert [r.request_id for r in s.gpu_q] == ["r0"]
+    assert [r.request_id for r in s.cpu_q] == ["r1"]
+    assert s.bm.on_host("r1")
+
+
+def test_fastdecode_puts_every_decode_on_the_host() -> None:
+    s = create_neo_scheduler(num_device_blocks=64, offload=OffloadMode.FASTDECODE)
+    _add(s, [(4, 6)] * 4)
+    first = _step(s)
+    assert all(first.on_host)  # prefills go to the host pool too
+    plan = _step(s)
+    assert plan.mode is ExecMode.PIPELINED
+    assert all(plan.on_host) and set(plan.sub_batch) == {0, 1}
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lengths=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 12)), min_size=1, max_size=14),
+    num_device_blocks=st.integers(14, 24),
+    num_host_blocks=st.integers(12, 80),
+    max_num_seqs=st.integers(1, 10),
+    offload=st.sampled_from([OffloadMode.NEO, OffloadMode.FASTDECODE]),
+    guard=st.booleans(),
+)
+def test_no_request_lost_or_duplicated_and_pools_never_overflow(
+    lengths: list[tuple[int, int]], num_device_blocks: int, num_host_blocks: int,
+    max_num_seqs: int, offload: OffloadMode, guard: bool,
+) -> None:
+    s = create_neo_scheduler(num_device_blocks=num_device_blocks,
+                             num_host_blocks=num_host_blocks, block_size=4,
+                             max_num_seqs=max_num_seqs, max_num_batched_tokens=64,
+                             offload=offload, backlog_guard=guard)
+    _add(s, lengths)
+    generated = {f"r{i}": 0 for i in range(len(lengths))}
+    finished: list[str] = []
+    for step in range(3000):
+        if not s.has_unfinished():
+            break
+        plan = s.schedule(float(step))
+        assert isinstance(plan, NeoStepPlan)
+        ids = [r.request_id for r in plan.requests]
+        assert len(ids) == len(set(ids))  # nobody twice in a step
+        assert len(ids) <= max_num_seqs
+        assert plan.num_batched_tokens <= 64
+        for i, req in enumerate(plan.requests):
+            table = plan.block_tables[i]
+            pool_tables = s.bm.host_blocks_of if plan.on_host[i] else s.bm.device_blocks_of
+            assert table == pool_tables(req.request_id)  # the table of the pool it is in
+            assert len(table) * 4 >= plan.context_lens[i]
+            if plan.sub_batch[i] == 1:
+                assert plan.on_host[i] and plan.num_new_tokens[i] == 1
+        assert s.bm.device.num_used <= num_device_blocks
+        assert s.bm.host.num_used <= num_host_blocks
+        for req in plan.requests:
+            if plan.samples(plan.requests.index(req)):
+                generated[req.request_id] += 1
+        for req in s.update(plan, fake_result(plan), float(step)):
+            finished.append(req.request_id)
+        s.bm.check_invariants()
+        assert len(s.running) == len(set(map(id, s.running)))
+    assert sorted(finished) == sorted(generated)  # every request finished exactly once
+    assert s.bm.device.num_used == 0 and s.bm.host.num_used == 0
+    for i, (_p, o) in enumerate(lengths):
+        # a recompute after a host-full discard regenerates nothing twice: output length is o
+        assert generated[f"r{i}"] >= o

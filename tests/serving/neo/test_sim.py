@@ -1,0 +1,58 @@
+"""The simulated engines: NEO, FastDecode+ and device-only through the same Engine."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mlsyskit.errors import UnknownNameError
+from mlsyskit.serving.neo.engine import SETUPS, build_sim_engine, get_setup
+from mlsyskit.serving.neo.scheduler import NeoScheduler, OffloadMode
+from mlsyskit.serving.neo.sim import NeoSimExecutor
+from mlsyskit.serving.neo.workloads import NeoWorkload, neo_workload
+from mlsyskit.serving.runner import run_workload
+
+
+def test_t4_pool_is_the_papers_864_tokens() -> None:
+    dev, host = SETUPS["t4-7b"].pools()
+    assert dev * 16 == 864
+    # 20 GB of swap over 512 KiB per token (Llama-2-7B fp16) = 40960 tokens = 2560 blocks
+    assert host == 2560
+
+
+@pytest.mark.parametrize("offload", list(OffloadMode))
+def test_every_request_finishes_on_the_t4(offload: OffloadMode) -> None:
+    engine = build_sim_engine("t4-7b", offload)
+    specs = neo_workload(NeoWorkload.SUMMARIZATION, 30, math.inf, seed=3)
+    done = run_workload(engine, specs, oracle_hints=False)
+    assert sorted(m.request_id for m in done) == sorted(s.request_id for s in specs)
+    assert all(m.num_output_tokens == s.num_output_tokens
+               for m, s in zip(sorted(done, key=lambda m: m.request_id),
+                               sorted(specs, key=lambda s: s.request_id), strict=True))
+    assert engine.block_manager.device.num_used == 0
+    assert engine.block_manager.host.num_used == 0
+
+
+def test_neo_beats_device_only_offline_on_the_t4() -> None:
+    """With 864 tokens of device KV, host decodes must raise offline throughput (sim clock)."""
+    spans = {}
+    for offload in (OffloadMode.NONE, OffloadMode.NEO):
+        engine = build_sim_engine("t4-7b", offload)
+        specs = neo_workload(NeoWorkload.SUMMARIZATION, 40, math.inf, seed=1)
+        done = run_workload(engine, specs, oracle_hints=False)
+        spans[offload] = max(m.finish_s for m in done)
+        if offload is OffloadMode.NEO:
+            sched = engine.scheduler
+            assert isinstance(sched, NeoScheduler)
+            assert sched.neo_counters().num_pipelined_steps > 0
+            ex = engine.executor
+            assert isinstance(ex, NeoSimExecutor)
+            # the scheduler's tables interpolate the roofline the executor charges
+            assert all(abs(p - c) <= 0.02 * c for p, c in ex.predictions)
+    assert spans[OffloadMode.NEO] < spans[OffloadMode.NONE]
+
+
+def test_unknown_setup_lists_the_known_ones() -> None:
+    with pytest.raises(UnknownNameError, match="t4-7b"):
+        get_setup("t5")
