@@ -1,0 +1,109 @@
+"""One worker of the live lab: a data-parallel (gloo) training process exporting its metrics.
+
+Run as ``python -m mlsyskit.training.minder.lab_worker --rank R --world W --master-port P
+--metrics-port Q --control-dir D``. Every step it runs forward/backward of a small MLP, all-reduces
+the gradients over gloo and updates Prometheus gauges with *measured* values: process CPU %
+(``time.process_time`` over wall time), step time, the fraction of the step spent computing and
+spent waiting in the all-reduce, resident memory, and a step counter. The lab injects faults
+through files in the control directory (``slow-R``: this rank does extra compute every step)
+or with signals (SIGSTOP pauses it); ``stop`` ends every worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import threading
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rank", type=int, required=True)
+    parser.add_argument("--world", type=int, required=True)
+    parser.add_argument("--master-port", type=int, required=True)
+    parser.add_argument("--metrics-port", type=int, required=True)
+    parser.add_argument("--control-dir", type=Path, required=True)
+    parser.add_argument("--max-seconds", type=float, default=600.0)
+    args = parser.parse_args()
+
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    import torch
+    import torch.distributed as dist
+    from prometheus_client import Counter, Gauge, start_http_server
+
+    torch.set_num_threads(1)
+    gauges = {
+        "cpu": Gauge("lab_cpu_percent", "process CPU use over the last second, %"),
+        "step": Gauge("lab_step_time_seconds", "wall time of the last training step"),
+        "busy": Gauge("lab_compute_fraction", "fraction of the step spent computing"),
+        "wait": Gauge("lab_comm_wait_fraction", "fraction of the step spent in all-reduce"),
+        "rss": Gauge("lab_rss_bytes", "peak resident memory of the process"),
+        "tput": Gauge("lab_samples_per_second", "training samples per second, last step"),
+    }
+    steps = Counter("lab_steps", "training steps done")
+    start_http_server(args.metrics_port, addr="127.0.0.1")
+    dist.init_process_group(
+        "gloo", init_method=f"tcp://127.0.0.1:{args.master_port}",
+        rank=args.rank, world_size=args.world,
+    )
+    torch.manual_seed(args.rank)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(128, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256), torch.nn.ReLU(),
+        torch.nn.Linear(256, 10),
+    )
+    optimiser = torch.optim.SGD(model.parameters(), lr=0.01)
+    batch = 64
+    x, y = torch.randn(batch, 128), torch.randint(0, 10, (batch,))
+    slow_file = args.control_dir / f"slow-{args.rank}"
+    stop_file = args.control_dir / "stop"
+    deadline = time.monotonic() + args.max_seconds
+    done = threading.Event()
+
+    def sample_process() -> None:
+        # a thread of its own, so CPU use is still reported while the step loop is blocked in
+        # the all-reduce (a hung peer), as a host agent would
+        cpu_mark, wall_mark = time.process_time(), time.monotonic()
+        while not done.wait(1.0):
+            cpu, now = time.process_time(), time.monotonic()
+            gauges["cpu"].set(100.0 * (cpu - cpu_mark) / (now - wall_mark))
+            cpu_mark, wall_mark = cpu, now
+            gauges["rss"].set(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+
+    threading.Thread(target=sample_process, daemon=True).start()
+    try:
+        while not stop_file.exists() and time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            repeats = 4 if slow_file.exists() else 1
+            for _ in range(repeats):
+                optimiser.zero_grad()
+                loss = torch.nn.functional.cross_entropy(model(x), y)
+                loss.backward()
+            t1 = time.perf_counter()
+            grads = [p.grad for p in model.parameters() if p.grad is not None]
+            flat = torch.cat([g.reshape(-1) for g in grads])
+            dist.all_reduce(flat)
+            t2 = time.perf_counter()
+            offset = 0
+            for g in grads:
+                n = g.numel()
+                g.copy_(flat[offset : offset + n].view_as(g) / args.world)
+                offset += n
+            optimiser.step()
+            time.sleep(0.02)  # data loading stand-in, keeps 2 shared cores from saturating
+            t3 = time.perf_counter()
+            total = t3 - t0
+            gauges["step"].set(total)
+            gauges["busy"].set((t1 - t0) / total)
+            gauges["wait"].set((t2 - t1) / total)
+            gauges["tput"].set(batch / total)
+            steps.inc()
+    finally:
+        done.set()
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
