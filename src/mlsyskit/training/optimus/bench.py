@@ -1,0 +1,303 @@
+"""``mlsyskit reproduce optimus``: strong scaling (Table 5), scheduler efficiency (Table 7),
+bubble breakdown (Table 1), replay checks (simulated clock) and the real 2-process CPU run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.progress import Progress
+
+from mlsyskit.results import BenchResult
+from mlsyskit.training.optimus import baselines
+from mlsyskit.training.optimus.build import baseline_schedule, optimus_schedule
+from mlsyskit.training.optimus.calibration import fit
+from mlsyskit.training.optimus.config import JobConfig, load_builtin
+from mlsyskit.training.optimus.costmodel import Calibration, CostModel
+from mlsyskit.training.optimus.gantt import plot_gantt
+from mlsyskit.training.optimus.pipeline import BubbleType
+from mlsyskit.training.optimus.reference import (
+    BUBBLE_SHARE,
+    MICROBATCHES,
+    SCHEDULER_TABLE,
+    STRONG_SCALING_S,
+)
+from mlsyskit.training.optimus.replay import replay
+from mlsyskit.training.optimus.schedule import Schedule
+from mlsyskit.training.optimus.search import SearchResult, efficiency, search, serial_iteration_s
+
+SCALES = (1536, 2048, 3072)
+
+
+@dataclass
+class ScaleResult:
+    gpus: int
+    megatron: baselines.PipelineRun
+    balanced: baselines.PipelineRun
+    result: SearchResult
+    eff_coarse: float
+    eff_fine: float
+    serial_s: float
+    schedules: list[Schedule]
+
+
+def run_scale(job: JobConfig, cal: Calibration, fine_top_k: int | None) -> ScaleResult:
+    cm = CostModel.for_job(job, cal)
+    m, b = baselines.megatron(job, cm), baselines.megatron_balanced(job, cm)
+    res = search(job, cm, fine_top_k=fine_top_k)
+    best = res.best
+    schedules = [
+        baseline_schedule("Megatron-LM", m.timeline, m.dp.ag_s, m.dp.rs_s, m.iteration_s),
+        baseline_schedule("Megatron-LM balanced", b.timeline, b.dp.ag_s, b.dp.rs_s,
+                          b.iteration_s),
+        optimus_schedule("colocated three-phase (Optimus coarse)", best.ctx, best.coarse,
+                         best.coarse_eval),
+        optimus_schedule("Optimus (coarse + fine)", best.ctx, best.fine, best.fine_eval),
+    ]
+    return ScaleResult(
+        job.num_gpus, m, b, res, efficiency(best.ctx, best.coarse, best.coarse_eval),
+        efficiency(best.ctx, best.fine, best.fine_eval), serial_iteration_s(best.ctx, best.parts),
+        schedules,
+    )
+
+
+def reproduce(quick: bool, out_dir: Path) -> BenchResult:
+    """Fit the constants on baseline rows, then simulate and schedule the three scales."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jobs = {n: load_builtin(f"vit22b_gpt175b_{n}") for n in SCALES}
+    notes: list[str] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("fitting constants on baseline rows", total=None)
+        fitted = fit(jobs, progress=lambda i, n: progress.update(task, completed=i, total=n))
+        cal = fitted.calibration
+        scales: dict[int, ScaleResult] = {}
+        t2 = progress.add_task("scheduling", total=len(SCALES))
+        for n in SCALES:
+            scales[n] = run_scale(jobs[n], cal, 3 if quick else 12)
+            progress.advance(t2)
+        t3 = progress.add_task("replaying every schedule", total=4 * len(SCALES))
+        violations, worst_diff = 0, 0.0
+        for sr in scales.values():
+            for sched in sr.schedules:
+                rep = replay(sched)
+                violations += len(rep.violations)
+                worst_diff = max(worst_diff, rep.rel_diff)
+                if rep.violations:
+                    notes.append(f"replay of {sched.name} at {sr.gpus} GPUs: "
+                                 f"{rep.violations[:3]}")
+                progress.advance(t3)
+    metrics: dict[str, float] = {}
+    metrics["baseline_time_max_rel_err"] = fitted.max_rel_err
+    speed_m = {n: s.megatron.iteration_s / s.result.best.fine_eval.makespan_s
+               for n, s in scales.items()}
+    speed_b = {n: s.balanced.iteration_s / s.result.best.fine_eval.makespan_s
+               for n, s in scales.items()}
+    metrics["speedup_vs_megatron_3072"] = speed_m[3072]
+    metrics["speedup_vs_balanced_3072"] = speed_b[3072]
+    metrics["speedup_rises_with_scale"] = float(speed_m[1536] < speed_m[2048] < speed_m[3072])
+    by_mb = {MICROBATCHES[n]: s for n, s in scales.items()}
+    metrics["fine_efficiency_mb16"] = by_mb[16].eff_fine
+    metrics["fine_efficiency_mb32"] = by_mb[32].eff_fine
+    metrics["coarse_efficiency_mb16"] = by_mb[16].eff_coarse
+    metrics["coarse_efficiency_mb32"] = by_mb[32].eff_coarse
+    metrics["scheduler_runtime_s_mb16"] = by_mb[16].result.runtime_s
+    metrics["replay_violations"] = float(violations)
+    metrics["replay_max_rel_diff"] = worst_diff
+    for n, s in scales.items():
+        metrics[f"megatron_s_{n}"] = s.megatron.iteration_s
+        metrics[f"balanced_s_{n}"] = s.balanced.iteration_s
+        metrics[f"optimus_s_{n}"] = s.result.best.fine_eval.makespan_s
+        metrics[f"coarse_s_{n}"] = s.result.best.coarse_eval.makespan_s
+        metrics[f"serial_s_{n}"] = s.serial_s
+    metrics["fine_le_coarse_le_serial"] = float(all(
+        s.result.best.fine_eval.makespan_s <= s.result.best.coarse_eval.makespan_s + 1e-9
+        and s.result.best.coarse_eval.makespan_s <= s.serial_s + 1e-9 for s in scales.values()
+    ))
+    paper: dict[str, float | str] = {
+        "baseline_time_max_rel_err": "Table 5 baseline rows (fit)",
+        "speedup_vs_megatron_3072": round(5.91 / 4.87, 3),
+        "speedup_vs_balanced_3072": round(5.87 / 4.87, 3),
+        "speedup_rises_with_scale": 1.0,
+        "fine_efficiency_mb16": SCHEDULER_TABLE[16][1],
+        "fine_efficiency_mb32": SCHEDULER_TABLE[32][1],
+        "coarse_efficiency_mb16": SCHEDULER_TABLE[16][0],
+        "coarse_efficiency_mb32": SCHEDULER_TABLE[32][0],
+        "scheduler_runtime_s_mb16": SCHEDULER_TABLE[16][2],
+        "replay_violations": 0.0,
+    }
+    for n, (pm, pb, po) in STRONG_SCALING_S.items():
+        paper[f"megatron_s_{n}"], paper[f"balanced_s_{n}"], paper[f"optimus_s_{n}"] = pm, pb, po
+    targets = {
+        "baseline_time_max_rel_err": "<= 0.10",
+        "speedup_vs_megatron_3072": "in [1.15, 1.27]",
+        "speedup_vs_balanced_3072": "in [1.15, 1.27]",
+        "speedup_rises_with_scale": "== 1",
+        "fine_efficiency_mb16": f"in [{SCHEDULER_TABLE[16][1] - 0.1:.3f}, "
+                                f"{SCHEDULER_TABLE[16][1] + 0.1:.3f}]",
+        "fine_efficiency_mb32": f"in [{SCHEDULER_TABLE[32][1] - 0.1:.3f}, "
+                                f"{SCHEDULER_TABLE[32][1] + 0.1:.3f}]",
+        "coarse_efficiency_mb16": f"in [{SCHEDULER_TABLE[16][0] - 0.1:.3f}, "
+                                  f"{SCHEDULER_TABLE[16][0] + 0.1:.3f}]",
+        "coarse_efficiency_mb32": f"in [{SCHEDULER_TABLE[32][0] - 0.1:.3f}, "
+                                  f"{SCHEDULER_TABLE[32][0] + 0.1:.3f}]",
+        "replay_violations": "== 0",
+        "replay_max_rel_diff": "<= 0.01",
+        "fine_le_coarse_le_serial": "== 1",
+    }
+    simulated = [k for k in metrics if k != "scheduler_runtime_s_mb16"]
+    c = cal
+    notes.append(
+        f"fitted constants on the 6 baseline rows only: compute_scale={c.compute_scale}, "
+        f"p2p_scale={c.p2p_scale}, dp_scale={c.dp_scale} (grid search; max rel err "
+        f"{fitted.max_rel_err:.3f}); Optimus rows never used"
+    )
+    notes.append(
+        "p2p_scale is large: the fit can only make the interleaved (V=12) balanced baseline as "
+        "slow as the paper reports by charging each pipeline hop ~12 ms; the same charge applies "
+        "to Optimus's interleaved V=12 LLM pipeline, which is why Optimus lands near the baselines"
+    )
+    for n, s in scales.items():
+        b = s.result.best
+        notes.append(
+            f"{n} GPUs: encoder plan {b.plan.label()} (m={b.plan.pipelines_per_llm}), partition "
+            f"{b.parts}; {s.result.num_plans} plans, {s.result.num_partitions} partitions, fine "
+            f"step on the best {s.result.num_fine_runs} (coarse-ranked); Megatron "
+            f"{s.megatron.iteration_s:.2f}s, balanced {s.balanced.iteration_s:.2f}s, coarse "
+            f"{b.coarse_eval.makespan_s:.2f}s, Optimus {b.fine_eval.makespan_s:.2f}s, serial "
+            f"{s.serial_s:.2f}s"
+        )
+    plots = _plots(scales, out_dir)
+    _extra_rows(cal, metrics, paper, notes)
+    from mlsyskit.training.optimus.cpu_run import CpuRunConfig, run_cpu
+
+    cpu_cfg = CpuRunConfig(iterations=5 if quick else 9)
+    cpu = run_cpu(cpu_cfg)
+    metrics["cpu_run_speedup"] = cpu.speedup
+    metrics["cpu_sim_rel_err"] = cpu.sim_rel_err
+    metrics["cpu_grads_match_serial"] = float(all(cpu.grads_match.values()))
+    metrics["cpu_megatron_s"] = cpu.measured_s["megatron"]
+    metrics["cpu_optimus_s"] = cpu.measured_s["optimus"]
+    metrics["cpu_megatron_sim_s"] = cpu.simulated_s["megatron"]
+    metrics["cpu_optimus_sim_s"] = cpu.simulated_s["optimus"]
+    metrics["replay_violations"] += float(cpu.replay_violations)
+    simulated += ["cpu_megatron_sim_s", "cpu_optimus_sim_s"]
+    targets["cpu_run_speedup"] = ">= 1.10"
+    targets["cpu_sim_rel_err"] = "<= 0.20"
+    targets["cpu_grads_match_serial"] = "== 1"
+    notes.append(
+        f"real CPU run: tiny ViT ({cpu_cfg.seq_len} tokens) + GPT on 2 gloo processes, one "
+        f"thread each, microbatches {cpu_cfg.num_microbatches}, emulated TP collective "
+        f"{cpu_cfg.tp_comm_s * 1e3:.1f} ms, DP AG/RS {cpu_cfg.dp_ag_s * 1e3:.0f}/"
+        f"{cpu_cfg.dp_rs_s * 1e3:.0f} ms; encoder plan {cpu.encoder_plan}, partition "
+        f"{cpu.partition}; median of {cpu_cfg.iterations} iterations after {cpu_cfg.warmup} "
+        f"warm-up; max |grad - serial| {max(cpu.max_grad_err.values()):.2e}; wall times on "
+        "a shared 2-core machine are noisy (static schedules do not adapt to jitter)"
+    )
+    from mlsyskit.training.optimus.gantt import plot_gantt
+
+    plot_gantt([cpu.schedules["megatron"], cpu.schedules["optimus"]],
+               out_dir / "optimus_cpu_gantt_simulated.png",
+               title="CPU run, simulated from profiled kernel times")
+    plot_gantt([cpu.measured["megatron"], cpu.measured["optimus"]],
+               out_dir / "optimus_cpu_gantt_measured.png",
+               title="CPU run, measured (last iteration)")
+    plots += ["optimus_cpu_gantt_simulated.png", "optimus_cpu_gantt_measured.png"]
+    return BenchResult(metrics, paper, targets, simulated, notes, plots)
+
+
+def _plots(scales: dict[int, ScaleResult], out_dir: Path) -> list[str]:
+    from mlsyskit.report.plotting import new_figure, save_figure
+
+    s3 = scales[3072]
+    names = []
+    plot_gantt(s3.schedules, out_dir / "optimus_gantt_3072.png",
+               title="ViT-22B + GPT-175B, 3,072 GPUs (one pipeline replica)")
+    names.append("optimus_gantt_3072.png")
+    fine = s3.schedules[-1]
+    start = _first_filled_bubble(fine)
+    plot_gantt([fine], out_dir / "optimus_gantt_3072_zoom.png",
+               window=(start - 0.005, start + 0.025),
+               title="zoom: encoder kernels inside TP bubbles (first filled bubble)")
+    names.append("optimus_gantt_3072_zoom.png")
+    fig = new_figure(7, 4)
+    ax = fig.subplots()
+    xs = list(range(len(scales)))
+    width = 0.2
+    for i, (label, key) in enumerate((("Megatron-LM", "m"), ("balanced", "b"), ("Optimus", "o"))):
+        sim = [{"m": s.megatron.iteration_s, "b": s.balanced.iteration_s,
+                "o": s.result.best.fine_eval.makespan_s}[key] for s in scales.values()]
+        pap = [STRONG_SCALING_S[n][i] for n in scales]
+        ax.bar([x + (i - 1) * width for x in xs], sim, width * 0.9, label=f"{label} (sim)")
+        ax.scatter([x + (i - 1) * width for x in xs], pap, marker="_", s=200, color="k",
+                   zorder=3, label="paper" if i == 0 else None)
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{n} GPUs" for n in scales])
+    ax.set_ylabel("iteration time (s)")
+    ax.legend(fontsize=7)
+    save_figure(fig, out_dir / "optimus_strong_scaling.png")
+    names.append("optimus_strong_scaling.png")
+    fig = new_figure(7, 3.5)
+    ax = fig.subplots()
+    bub = s3.megatron.bubbles()
+    kinds = list(BubbleType)
+    ax.bar([k.value for k in kinds], [bub[k] / s3.megatron.iteration_s for k in kinds],
+           label="simulated Megatron-LM, 3,072 GPUs")
+    ax.scatter([k.value for k in kinds], [BUBBLE_SHARE[k.value] for k in kinds], color="k",
+               zorder=3, label="paper Table 1 (production job)")
+    ax.set_ylabel("share of iteration")
+    ax.tick_params(axis="x", labelsize=7)
+    ax.legend(fontsize=7)
+    save_figure(fig, out_dir / "optimus_bubbles.png")
+    names.append("optimus_bubbles.png")
+    return names
+
+
+
+
+def _extra_rows(cal: Calibration, metrics: dict[str, float], paper: dict[str, float | str],
+                notes: list[str]) -> None:
+    """Multi-encoder speedup (Table 6 setting) and the memory overhead of the chosen plan."""
+    from mlsyskit.training.optimus.planner import memory_estimate, memory_overhead
+
+    job = load_builtin("dualenc_gpt175b_512")
+    cm = CostModel.for_job(job, cal)
+    mega = baselines.megatron(job, cm)
+    best = search(job, cm, fine_top_k=3).best
+    metrics["speedup_multi_encoder_512"] = mega.iteration_s / best.fine_eval.makespan_s
+    paper["speedup_multi_encoder_512"] = 1.26
+    job3 = load_builtin("vit22b_gpt175b_3072")
+    plan = search(job3, CostModel.for_job(job3, cal), fine_top_k=1).best.plan
+    cap = job3.gpu.memory_bytes
+    metrics["memory_overhead_frac_3072"] = memory_overhead(job3, plan) / cap
+    metrics["memory_total_frac_3072"] = memory_estimate(job3, plan).total / cap
+    paper["memory_overhead_frac_3072"] = "<= 0.12 (Fig. 17, vs leanest baseline)"
+    notes.append(
+        f"multi-encoder (ViT-22B + ViT-5B + GPT-175B, 512 GPUs): Megatron-LM "
+        f"{mega.iteration_s:.2f}s, Optimus {best.fine_eval.makespan_s:.2f}s with plan "
+        f"{best.plan.label()}; memory of the 3,072-GPU plan {plan.label()}: overhead "
+        f"k(DP_enc - DP_llm)Phi_enc/n = {memory_overhead(job3, plan) / 2**30:.1f} GiB per GPU"
+    )
+
+
+def _first_filled_bubble(s: Schedule) -> float:
+    """Start of the first encoder compute kernel that runs inside an LLM TP collective."""
+    from bisect import bisect_right
+
+    from mlsyskit.training.optimus.schedule import Owner, Resource
+
+    comm: dict[int, list[tuple[float, float]]] = {}
+    for t in s.tasks:
+        if t.owner is Owner.LLM and t.resource is Resource.LINK:
+            comm.setdefault(t.device, []).append((t.start_s, t.end_s))
+    for spans in comm.values():
+        spans.sort()
+    best = float("inf")
+    for t in s.tasks:
+        if t.owner is Owner.ENCODER and t.resource is Resource.COMPUTE and t.start_s < best:
+            spans = comm.get(t.device, [])
+            i = bisect_right(spans, (t.start_s, float("inf"))) - 1
+            if i >= 0 and spans[i][0] <= t.start_s and t.end_s <= spans[i][1] + 1e-12:
+                best = t.start_s
+    if best == float("inf"):
+        return min(t.start_s for t in s.tasks if t.owner is Owner.LLM)
+    return best

@@ -1,0 +1,298 @@
+"""Real execution at small scale: tiny ViT + GPT on 2 gloo processes (one thread each).
+
+The parent profiles every kernel on the CPU, feeds the times to the *same* planner and bubble
+scheduler as the simulation, replay-checks the resulting Megatron-LM (encoder on stage 0)
+and Optimus schedules, then two worker processes execute both schedules kernel by kernel and
+compare their gradients with a single-process serial reference.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from mlsyskit.hardware import get_catalogue
+from mlsyskit.training.optimus.config import JobConfig, ModelPart, ParallelPlan
+from mlsyskit.training.optimus.errors import OptimusError
+from mlsyskit.training.optimus.models import get_model
+from mlsyskit.training.optimus.schedule import Schedule
+
+
+@dataclass(frozen=True)
+class CpuRunConfig:
+    """Sizes of the real run (defaults take a few seconds per iteration on 2 cores)."""
+
+    num_microbatches: int = 4
+    microbatch_size: int = 2
+    seq_len: int = 128
+    iterations: int = 5
+    warmup: int = 1
+    tp_comm_s: float = 1.5e-3
+    dp_ag_s: float = 8e-3
+    dp_rs_s: float = 12e-3
+    p2p_s: float = 0.3e-3
+    seed: int = 0
+    timeout_s: float = 300.0
+
+
+@dataclass
+class CpuRunResult:
+    """Measured and simulated iteration times of both schedules, plus correctness checks."""
+
+    measured_s: dict[str, float]
+    simulated_s: dict[str, float]
+    max_grad_err: dict[str, float]
+    grads_match: dict[str, bool]
+    replay_violations: int
+    encoder_plan: str
+    partition: tuple[int, ...]
+    schedules: dict[str, Schedule]
+    measured: dict[str, Schedule] = field(default_factory=dict)
+
+    @property
+    def speedup(self) -> float:
+        return self.measured_s["megatron"] / self.measured_s["optimus"]
+
+    @property
+    def sim_rel_err(self) -> float:
+        return max(abs(self.simulated_s[k] / self.measured_s[k] - 1) for k in self.measured_s)
+
+
+def cpu_job(cfg: CpuRunConfig) -> JobConfig:
+    cat = get_catalogue()
+    plan = ParallelPlan(dp=1, pp=2, tp=1, virtual_stages=1,
+                        num_microbatches=cfg.num_microbatches,
+                        microbatch_size=cfg.microbatch_size)
+    return JobConfig(
+        "cpu-tiny", cat.get("h100-sxm"), 2, 2, cat.get("nvlink4"), cat.get("ib-ndr"),  # type: ignore[arg-type]
+        (ModelPart(get_model("vit-tiny"), cfg.seq_len),), ModelPart(get_model("gpt-tiny"),
+                                                                    cfg.seq_len),
+        plan, recompute=False,
+    )
+
+
+def plan_schedules(cfg: CpuRunConfig) -> tuple[dict[str, Schedule], dict[str, float], str,
+                                               tuple[int, ...], int]:
+    """Profile kernels, then build and replay-check both schedules (in this process)."""
+    import torch
+
+    from mlsyskit.training.optimus import baselines
+    from mlsyskit.training.optimus.build import baseline_schedule, optimus_schedule
+    from mlsyskit.training.optimus.costmodel import CostModel
+    from mlsyskit.training.optimus.cpu_model import (
+        EmulatedComm,
+        profile_layer,
+        profiled_cost_model,
+    )
+    from mlsyskit.training.optimus.planner import EncoderPlan
+    from mlsyskit.training.optimus.replay import replay
+    from mlsyskit.training.optimus.search import search
+
+    torch.set_num_threads(1)
+    job = cpu_job(cfg)
+    comm = EmulatedComm(cfg.tp_comm_s, cfg.dp_ag_s, cfg.dp_rs_s, cfg.p2p_s)
+    profiles = {
+        part.spec.name: profile_layer(part.spec, cfg.microbatch_size, cfg.seq_len,
+                                      seed=cfg.seed)
+        for part in (job.encoders[0], job.llm)
+    }
+    cm = profiled_cost_model(CostModel.for_job(job), profiles, comm)
+    mega = baselines.megatron(job, cm)
+    enc_plan = EncoderPlan(dp=2, pp=1, tp=1, pp_llm=2, tp_llm=1)
+    best = search(job, cm, plans=[enc_plan], fine_top_k=None).best
+    schedules = {
+        "megatron": baseline_schedule("Megatron-LM (encoder on stage 0)", mega.timeline,
+                                      mega.dp.ag_s, mega.dp.rs_s, mega.iteration_s),
+        "optimus": optimus_schedule("Optimus", best.ctx, best.fine, best.fine_eval),
+    }
+    violations = sum(len(replay(s).violations) for s in schedules.values())
+    simulated = {k: s.makespan_s for k, s in schedules.items()}
+    return schedules, simulated, enc_plan.label(), best.parts, violations
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cpu(cfg: CpuRunConfig | None = None) -> CpuRunResult:
+    """Plan, execute both schedules on 2 gloo processes, and check gradients.
+
+    Raises
+    ------
+    OptimusError
+        A worker failed or timed out (workers are always stopped).
+    """
+    import torch.multiprocessing as mp
+
+    cfg = cfg or CpuRunConfig()
+    schedules, simulated, plan_label, parts, violations = plan_schedules(cfg)
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_worker, args=(r, port, cfg, schedules, queue), daemon=True)
+             for r in range(2)]
+    results: dict[int, dict[str, Any]] = {}
+    try:
+        for proc in procs:
+            proc.start()
+        errors = []
+        for _ in procs:
+            rank, payload = queue.get(timeout=cfg.timeout_s)
+            if isinstance(payload, str):
+                errors.append(f"rank {rank}: {payload}")
+            else:
+                results[rank] = payload
+        if errors:
+            raise OptimusError("cpu run failed: " + "; ".join(sorted(errors)))
+    except Exception as exc:
+        if isinstance(exc, OptimusError):
+            raise
+        raise OptimusError(f"cpu run failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        for proc in procs:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(timeout=5)
+    measured = {k: statistics.median(results[0]["times"][k]) for k in schedules}
+    errs = {k: max(results[r]["grad_err"][k] for r in results) for k in schedules}
+    match = {k: all(results[r]["grads_ok"][k] for r in results) for k in schedules}
+    timelines = {k: _measured_schedule(schedules[k], results) for k in schedules}
+    return CpuRunResult(measured, simulated, errs, match, violations, plan_label, parts,
+                        schedules, timelines)
+
+
+def _measured_schedule(s: Schedule, results: dict[int, dict[str, Any]]) -> Schedule:
+    import dataclasses
+
+    name = next(k for k in ("megatron", "optimus") if k in s.name.lower() or
+                (k == "megatron" and "Megatron" in s.name))
+    tasks = []
+    for r in results:
+        for tid, start, end in results[r]["record"][name]:
+            t = s.tasks[tid]
+            tasks.append(dataclasses.replace(t, start_s=start, end_s=end))
+    tasks.sort(key=lambda t: t.tid)
+    span = max(t.end_s for t in tasks)
+    return dataclasses.replace(s, name=f"{s.name} (measured)", tasks=tuple(tasks), deps=(),
+                               makespan_s=span)
+
+
+def _worker(rank: int, port: int, cfg: CpuRunConfig, schedules: dict[str, Schedule],
+            queue: Any) -> None:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    try:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                                world_size=2)
+        try:
+            queue.put((rank, _worker_body(rank, cfg, schedules)))
+        finally:
+            dist.destroy_process_group()
+    except Exception as exc:  # reported to the parent, which raises
+        import traceback
+
+        tb = traceback.format_exc(limit=4).replace("\n", " | ")
+        queue.put((rank, f"{type(exc).__name__}: {exc} [{tb}]"))
+
+
+def _worker_body(rank: int, cfg: CpuRunConfig, schedules: dict[str, Schedule]
+                 ) -> dict[str, Any]:
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    from mlsyskit.training.optimus.costmodel import Direction
+    from mlsyskit.training.optimus.cpu_exec import Interpreter, Program, exec_list, llm_mapping
+    from mlsyskit.training.optimus.cpu_model import IslandLayer
+
+    job = cpu_job(cfg)
+    enc_spec, llm_spec = job.encoders[0].spec, job.llm.spec
+
+    def build() -> tuple[list[IslandLayer], list[IslandLayer]]:
+        torch.manual_seed(cfg.seed)
+        enc = [IslandLayer(enc_spec) for _ in range(enc_spec.num_layers)]
+        llm = [IslandLayer(llm_spec) for _ in range(llm_spec.num_layers)]
+        return enc, llm
+
+    n = cfg.num_microbatches
+    images, targets = [], []
+    for i in range(n):
+        rng = torch.Generator().manual_seed(1000 + i)
+        shape = (cfg.microbatch_size, cfg.seq_len, llm_spec.hidden)
+        images.append(torch.randn(*shape, generator=rng))
+        targets.append(torch.randn(*shape, generator=rng))
+    # serial reference
+    ref_enc, ref_llm = build()
+    loss = torch.zeros(())
+    for i in range(n):
+        x = images[i]
+        for layer in (*ref_enc, *ref_llm):
+            x = layer(x)
+        loss = loss + torch.nn.functional.mse_loss(x, targets[i]) / n
+    loss.backward()
+    ref_grads = [[p.grad.clone() for p in layer.parameters()]  # type: ignore[union-attr]
+                 for layer in (*ref_enc, *ref_llm)]
+    half = llm_spec.num_layers // 2
+    out: dict[str, Any] = {"times": {}, "grad_err": {}, "grads_ok": {}, "record": {}}
+    for key, s in schedules.items():
+        enc, llm = build()
+        stage_llm = {0: llm[:half], 1: llm[half:]}
+        if key == "megatron":
+            stages = {0: [(e, False) for e in enc] + [(m, True) for m in stage_llm[0]],
+                      1: [(m, True) for m in stage_llm[1]]}
+            enc_device: dict[int, int] = {}
+            mapping: dict[tuple[int, int], int] = {}
+        else:
+            stages = {v: [(m, True) for m in stage_llm[v]] for v in (0, 1)}
+            enc_device = {0: 0, 1: 1}
+            mapping = llm_mapping(s)
+        prog = Program(
+            s, {v: exec_list(stages[v], Direction.FWD) for v in stages},
+            {v: exec_list(stages[v], Direction.BWD) for v in stages},
+            exec_list([(e, False) for e in enc], Direction.FWD),
+            exec_list([(e, False) for e in enc], Direction.BWD),
+            enc_device, mapping, 2,
+        )
+        times = []
+        record: list[tuple[int, float, float]] = []
+        for it in range(cfg.warmup + cfg.iterations):
+            for layer in (*enc, *llm):
+                layer.zero_grad(set_to_none=True)
+            dist.barrier()
+            t0 = time.perf_counter()
+            rec, end = Interpreter(prog, rank, images, targets).run()
+            span = torch.tensor([end - t0], dtype=torch.float64)
+            dist.all_reduce(span, op=dist.ReduceOp.MAX)
+            if it >= cfg.warmup:
+                times.append(float(span.item()))
+                record = [(t.tid, a - t0, b - t0) for t, a, b in rec]
+        # encoder replicas: sum their gradients (the DP reduce the schedule emulates)
+        for layer in enc:
+            for p in layer.parameters():
+                summed = p.grad if p.grad is not None else torch.zeros_like(p)
+                dist.all_reduce(summed)
+                p.grad = summed
+        owned = list(range(enc_spec.num_layers)) + [
+            enc_spec.num_layers + i for i in range(llm_spec.num_layers)
+            if (i < half) == (rank == 0)
+        ]
+        layers = (*enc, *llm)
+        err, ok = 0.0, True
+        for idx in owned:
+            for p, ref in zip(layers[idx].parameters(), ref_grads[idx], strict=True):
+                got = p.grad if p.grad is not None else torch.zeros_like(p)
+                err = max(err, float((got - ref).abs().max()))
+                ok = ok and torch.allclose(got, ref, rtol=1e-4, atol=1e-6)
+        out["times"][key], out["grad_err"][key], out["grads_ok"][key] = times, err, ok
+        out["record"][key] = record
+    return out

@@ -1,0 +1,245 @@
+"""Pipeline simulator: Megatron 1F1B / interleaved-1F1B timelines of one LLM pipeline replica.
+
+By symmetry every DP replica and every TP rank of a stage has the same timeline, so a
+3,072-GPU job (DP48 x PP8 x TP8) is simulated as the 8 stage-devices of one replica.
+An op is the forward or backward of one (virtual stage, microbatch); its duration is the sum
+of its kernels, and TP collectives inside it are the *TP bubbles* of the compute stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from mlsyskit.training.optimus.costmodel import Direction, Kernel, Stream
+from mlsyskit.training.optimus.errors import OptimusError
+
+
+class BubbleType(Enum):
+    """The paper's bubble taxonomy (Table 1)."""
+
+    DP_ALL_GATHER = "DP all-gather"
+    DP_REDUCE_SCATTER = "DP reduce-scatter"
+    PP_WARMUP = "PP warm-up"
+    PP_COOLDOWN = "PP cool-down"
+    PP_OTHER = "PP other"
+    TP = "TP"
+
+
+@dataclass(frozen=True)
+class StageWork:
+    """The work of one virtual stage for one microbatch.
+
+    ``fwd`` / ``bwd`` are kernel sequences (bwd includes any recompute); ``params`` is the
+    number of weights per GPU (for DP collectives and memory); ``out_bytes`` is the P2P
+    payload to the next stage.
+    """
+
+    fwd: tuple[Kernel, ...]
+    bwd: tuple[Kernel, ...]
+    params: float
+    out_bytes: float
+
+    @property
+    def fwd_s(self) -> float:
+        return sum(k.duration_s for k in self.fwd)
+
+    @property
+    def bwd_s(self) -> float:
+        return sum(k.duration_s for k in self.bwd)
+
+
+@dataclass(frozen=True)
+class OpKey:
+    """Forward or backward of virtual stage ``vstage`` for microbatch ``mb``."""
+
+    direction: Direction
+    vstage: int
+    mb: int
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """One LLM pipeline replica: ``pp`` devices, ``virtual`` chunks each, ``num_mb`` microbatches.
+
+    ``stages[v]`` runs on device ``v % pp`` as its chunk ``v // pp``; ``p2p_s`` is the lag of
+    an activation or gradient transfer between neighbouring stages.
+    """
+
+    pp: int
+    virtual: int
+    num_mb: int
+    stages: tuple[StageWork, ...]
+    p2p_s: float
+    interleaved: bool
+
+    def __post_init__(self) -> None:
+        if len(self.stages) != self.pp * self.virtual:
+            raise OptimusError(f"{len(self.stages)} stages for pp={self.pp} x V={self.virtual}")
+
+    def device_of(self, vstage: int) -> int:
+        return vstage % self.pp
+
+    def work(self, op: OpKey) -> tuple[Kernel, ...]:
+        st = self.stages[op.vstage]
+        return st.fwd if op.direction is Direction.FWD else st.bwd
+
+
+def op_order(spec: PipelineSpec, device: int) -> list[OpKey]:
+    """Megatron's per-device op order (1F1B, or interleaved 1F1B when ``spec.interleaved``)."""
+    pp, v, n = spec.pp, spec.virtual, spec.num_mb
+    if not spec.interleaved:
+        stage = device
+        warm = min(pp - device - 1, n)
+        order = [OpKey(Direction.FWD, stage, i) for i in range(warm)]
+        for i in range(n - warm):
+            order.append(OpKey(Direction.FWD, stage, warm + i))
+            order.append(OpKey(Direction.BWD, stage, i))
+        order += [OpKey(Direction.BWD, stage, i) for i in range(n - warm, n)]
+        return order
+    total = n * v
+    warm = min((pp - device - 1) * 2 + (v - 1) * pp, total)
+
+    def fwd(k: int) -> OpKey:
+        chunk = (k // pp) % v
+        return OpKey(Direction.FWD, chunk * pp + device, (k // (pp * v)) * pp + k % pp)
+
+    def bwd(k: int) -> OpKey:
+        chunk = v - 1 - (k // pp) % v
+        return OpKey(Direction.BWD, chunk * pp + device, (k // (pp * v)) * pp + k % pp)
+
+    order = [fwd(k) for k in range(warm)]
+    for i in range(total - warm):
+        order.append(fwd(warm + i))
+        order.append(bwd(i))
+    order += [bwd(k) for k in range(total - warm, total)]
+    return order
+
+
+@dataclass
+class Timeline:
+    """Simulated op start/end times of one pipeline replica (seconds from step start)."""
+
+    spec: PipelineSpec
+    orders: list[list[OpKey]]
+    start: dict[OpKey, float] = field(default_factory=dict)
+    end: dict[OpKey, float] = field(default_factory=dict)
+
+    def first_start(self, device: int) -> float:
+        return self.start[self.orders[device][0]]
+
+    def last_end(self, device: int) -> float:
+        return self.end[self.orders[device][-1]]
+
+    def fwd_dependency(self, mb: int) -> float:
+        """F_i: when stage 0 starts the forward of chunk 0 for microbatch ``mb``."""
+        return self.start[OpKey(Direction.FWD, 0, mb)]
+
+    def bwd_dependency(self, mb: int) -> float:
+        """B_i: when stage 0 finishes the backward of chunk 0 for microbatch ``mb``."""
+        return self.end[OpKey(Direction.BWD, 0, mb)]
+
+    def kernels(self, device: int) -> Iterator[tuple[float, float, Kernel, OpKey]]:
+        """Every kernel interval of ``device`` in time order: (start, end, kernel, op)."""
+        for op in self.orders[device]:
+            t = self.start[op]
+            for k in self.spec.work(op):
+                yield t, t + k.duration_s, k, op
+                t += k.duration_s
+
+    def shifted(self, delta: float) -> Timeline:
+        """The same timeline, every op ``delta`` seconds later."""
+        return Timeline(
+            self.spec, self.orders, {k: v + delta for k, v in self.start.items()},
+            {k: v + delta for k, v in self.end.items()},
+        )
+
+
+def simulate(
+    spec: PipelineSpec, device_release: Sequence[float], mb_release: Sequence[float] | None = None,
+) -> Timeline:
+    """Run the pipeline as-soon-as-possible under Megatron's op order.
+
+    Parameters
+    ----------
+    device_release
+        Earliest time each device may start LLM work (e.g. after its DP all-gather).
+    mb_release
+        Earliest start of stage 0's first forward for each microbatch (encoder outputs).
+
+    Raises
+    ------
+    OptimusError
+        The op order deadlocks (a malformed pipeline).
+    """
+    orders = [op_order(spec, d) for d in range(spec.pp)]
+    durations: dict[tuple[Direction, int], float] = {}
+    for v, st in enumerate(spec.stages):
+        durations[(Direction.FWD, v)] = st.fwd_s
+        durations[(Direction.BWD, v)] = st.bwd_s
+    tl = Timeline(spec, orders)
+    last_v = spec.pp * spec.virtual - 1
+    pos = [0] * spec.pp
+    free = list(device_release)
+    remaining = sum(len(o) for o in orders)
+    while remaining:
+        progressed = False
+        for d in range(spec.pp):
+            while pos[d] < len(orders[d]):
+                op = orders[d][pos[d]]
+                if op.direction is Direction.FWD:
+                    if op.vstage == 0:
+                        ready = mb_release[op.mb] if mb_release is not None else 0.0
+                    else:
+                        prev = tl.end.get(OpKey(Direction.FWD, op.vstage - 1, op.mb))
+                        if prev is None:
+                            break
+                        ready = prev + spec.p2p_s
+                elif op.vstage == last_v:
+                    prev = tl.end.get(OpKey(Direction.FWD, op.vstage, op.mb))
+                    if prev is None:
+                        break
+                    ready = prev
+                else:
+                    prev = tl.end.get(OpKey(Direction.BWD, op.vstage + 1, op.mb))
+                    if prev is None:
+                        break
+                    ready = prev + spec.p2p_s
+                t0 = max(free[d], ready)
+                t1 = t0 + durations[(op.direction, op.vstage)]
+                tl.start[op], tl.end[op] = t0, t1
+                free[d] = t1
+                pos[d] += 1
+                remaining -= 1
+                progressed = True
+        if not progressed:
+            raise OptimusError("pipeline op order deadlocked")
+    return tl
+
+
+def bubble_breakdown(
+    tl: Timeline, ag_end: Sequence[float], rs_s: Sequence[float], makespan: float,
+) -> dict[BubbleType, float]:
+    """Seconds of each bubble type, averaged over devices (compute stream idle).
+
+    DP all-gather: [0, ag_end); PP warm-up: until the first op; PP other: gaps between ops;
+    TP: TP collectives inside ops; PP cool-down: after the last op except the reduce-scatter,
+    which is its own type.
+    """
+    out = dict.fromkeys(BubbleType, 0.0)
+    for d in range(tl.spec.pp):
+        first, last = tl.first_start(d), tl.last_end(d)
+        out[BubbleType.DP_ALL_GATHER] += ag_end[d]
+        out[BubbleType.PP_WARMUP] += max(0.0, first - ag_end[d])
+        out[BubbleType.DP_REDUCE_SCATTER] += rs_s[d]
+        out[BubbleType.PP_COOLDOWN] += max(0.0, makespan - last - rs_s[d])
+        prev_end = None
+        for op in tl.orders[d]:
+            if prev_end is not None:
+                out[BubbleType.PP_OTHER] += max(0.0, tl.start[op] - prev_end)
+            prev_end = tl.end[op]
+            out[BubbleType.TP] += sum(
+                k.duration_s for k in tl.spec.work(op) if k.stream is Stream.COMM
+            )
+    return {k: v / tl.spec.pp for k, v in out.items()}

@@ -1,0 +1,142 @@
+"""Model planner (paper section 4.1): encoder parallel plans, memory filter, microbatch splits.
+
+Encoder plans (DP_enc, PP_enc, TP_enc) use all GPUs with PP_enc | PP_llm and TP_enc | TP_llm,
+so whole encoder replicas colocate with each LLM replica: ``m = DP_enc / DP_llm`` encoder
+pipelines per LLM pipeline, ``PP_llm / PP_enc`` of them along the pipeline axis and
+``TP_llm / TP_enc`` along the tensor axis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from mlsyskit.training.optimus.config import JobConfig
+
+BYTES_MODEL_STATE = 6  # bf16 params + fp32 grads (the paper's k)
+BYTES_OPTIMIZER = 12  # fp32 master weights + Adam moments, sharded over DP
+
+
+@dataclass(frozen=True)
+class EncoderPlan:
+    """Parallel plan of the encoder(s)."""
+
+    dp: int
+    pp: int
+    tp: int
+    pp_llm: int
+    tp_llm: int
+
+    @property
+    def groups(self) -> int:
+        """Encoder pipelines along the LLM's pipeline axis."""
+        return self.pp_llm // self.pp
+
+    @property
+    def columns(self) -> int:
+        """Encoder pipelines along the LLM's tensor axis (identical bubbles)."""
+        return self.tp_llm // self.tp
+
+    @property
+    def pipelines_per_llm(self) -> int:
+        """The paper's m = DP_enc / DP_llm."""
+        return self.groups * self.columns
+
+    def device(self, group: int, stage: int) -> int:
+        """LLM stage-device hosting encoder ``stage`` of pipeline ``group``."""
+        return group * self.pp + stage
+
+    def label(self) -> str:
+        return f"DP{self.dp} PP{self.pp} TP{self.tp}"
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def enumerate_plans(job: JobConfig) -> list[EncoderPlan]:
+    """Every encoder plan with PP_enc | PP_llm and TP_enc | TP_llm (all GPUs used)."""
+    plan = job.llm_plan
+    out = []
+    for pp in _divisors(plan.pp):
+        for tp in _divisors(plan.tp):
+            dp = job.num_gpus // (pp * tp)
+            out.append(EncoderPlan(dp, pp, tp, plan.pp, plan.tp))
+    return out
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes per GPU of one encoder plan colocated with the LLM plan."""
+
+    encoder_state: float
+    llm_state: float
+    optimizer: float
+    llm_activations: float
+
+    @property
+    def total(self) -> float:
+        return self.encoder_state + self.llm_state + self.optimizer + self.llm_activations
+
+
+def memory_estimate(job: JobConfig, enc: EncoderPlan) -> MemoryEstimate:
+    """Model states with k = 6 bytes/param, DP-sharded optimizer, LLM activations.
+
+    LLM activations follow Korthikanti et al.: with full recomputation a layer keeps its
+    input (``2 s b h / t`` bytes with sequence parallelism) per in-flight microbatch; without
+    it, ``s b h (34 + 5 a s / h) / t``.  Encoder activations are ignored, as in the paper.
+    """
+    plan = job.llm_plan
+    phi_enc = sum(e.spec.num_params for e in job.encoders)
+    phi_llm = job.llm.spec.num_params
+    enc_shard = phi_enc / (enc.pp * enc.tp)
+    llm_shard = phi_llm / (plan.pp * plan.tp)
+    optimizer = BYTES_OPTIMIZER * (enc_shard / enc.dp + llm_shard / plan.dp)
+    spec, s, b, t = job.llm.spec, job.llm.seq_len, plan.microbatch_size, plan.tp
+    per_layer = (
+        2.0 * s * b * spec.hidden / t
+        if job.recompute
+        else s * b * spec.hidden * (34 + 5 * spec.num_heads * s / spec.hidden) / t
+    )
+    layers_per_stage = spec.num_layers / plan.pp
+    in_flight = min(plan.num_microbatches, plan.pp)  # stage 0 holds pp microbatches (1F1B)
+    return MemoryEstimate(
+        BYTES_MODEL_STATE * enc_shard, BYTES_MODEL_STATE * llm_shard, optimizer,
+        per_layer * layers_per_stage * in_flight,
+    )
+
+
+def memory_overhead(job: JobConfig, enc: EncoderPlan) -> float:
+    """The paper's MEM_overhead = k (DP_enc - DP_llm) Phi_enc / n_gpu, in bytes per GPU."""
+    phi_enc = sum(e.spec.num_params for e in job.encoders)
+    return BYTES_MODEL_STATE * (enc.dp - job.llm_plan.dp) * phi_enc / job.num_gpus
+
+
+def feasible_plans(job: JobConfig) -> list[EncoderPlan]:
+    """Plans whose estimated memory fits the GPU, encoder stages no deeper than its layers."""
+    cap = job.gpu.memory_bytes
+    min_layers = min(e.spec.num_layers for e in job.encoders)
+    return [
+        p for p in enumerate_plans(job)
+        if memory_estimate(job, p).total <= cap and p.pp <= min_layers
+        and job.llm_plan.num_microbatches % p.columns == 0
+        and job.llm_plan.num_microbatches // p.columns >= p.groups
+    ]
+
+
+def compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:
+    """All ways to write ``total`` as an ordered sum of ``parts`` positive integers."""
+    if parts == 1:
+        if total >= 1:
+            yield (total,)
+        return
+    for first in range(1, total - parts + 2):
+        for rest in compositions(total - first, parts - 1):
+            yield (first, *rest)
+
+
+def num_compositions(total: int, parts: int) -> int:
+    """C(total - 1, parts - 1)."""
+    from math import comb
+
+    return comb(total - 1, parts - 1) if total >= parts >= 1 else 0

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import pytest
+
+from mlsyskit.training.optimus.costmodel import Direction, Kernel, Stream
+from mlsyskit.training.optimus.pipeline import (
+    BubbleType,
+    PipelineSpec,
+    StageWork,
+    bubble_breakdown,
+    op_order,
+    simulate,
+)
+
+
+def _spec(pp: int, v: int, n: int, f: float = 1.0, b: float = 2.0, lag: float = 0.0,
+          tp_comm: float = 0.0) -> PipelineSpec:
+    fwd = [Kernel("f", Stream.COMPUTE, f)]
+    if tp_comm:
+        fwd.append(Kernel("ag", Stream.COMM, tp_comm))
+    st = StageWork(tuple(fwd), (Kernel("b", Stream.COMPUTE, b),), 1.0, 1.0)
+    return PipelineSpec(pp, v, n, (st,) * (pp * v), lag, interleaved=v > 1)
+
+
+@pytest.mark.parametrize(("pp", "n"), [(2, 4), (4, 8), (4, 4), (3, 7)])
+def test_1f1b_makespan_is_n_plus_p_minus_1_slots(pp: int, n: int) -> None:
+    tl = simulate(_spec(pp, 1, n), [0.0] * pp)
+    assert max(tl.last_end(d) for d in range(pp)) == pytest.approx((n + pp - 1) * 3.0)
+
+
+def test_interleaved_warmup_counts_follow_megatron() -> None:
+    spec = _spec(4, 2, 8)
+    for d in range(4):
+        order = op_order(spec, d)
+        warm = 0
+        for op in order:
+            if op.direction is Direction.BWD:
+                break
+            warm += 1
+        assert warm == (4 - d - 1) * 2 + (2 - 1) * 4 + 1  # warm-up + first steady forward
+        assert len(order) == 2 * 8 * 2
+
+
+def test_interleaving_shrinks_the_bubble() -> None:
+    plain = simulate(_spec(4, 1, 8, 2.0, 4.0), [0.0] * 4)
+    inter = simulate(_spec(4, 2, 8, 1.0, 2.0), [0.0] * 4)
+    t_plain = max(plain.last_end(d) for d in range(4))
+    t_inter = max(inter.last_end(d) for d in range(4))
+    assert t_plain == pytest.approx((8 + 3) * 6.0)
+    assert t_inter < t_plain
+
+
+def test_bubble_breakdown_accounts_for_all_idle_time() -> None:
+    pp, n = 4, 8
+    spec = _spec(pp, 1, n, 1.0, 2.0, lag=0.1, tp_comm=0.25)
+    ag, rs = [0.5] * pp, [0.7] * pp
+    tl = simulate(spec, ag)
+    makespan = max(tl.last_end(d) + rs[d] for d in range(pp))
+    bub = bubble_breakdown(tl, ag, rs, makespan)
+    busy_compute = n * (1.0 + 2.0)
+    assert sum(bub.values()) == pytest.approx(makespan - busy_compute)
+    assert bub[BubbleType.TP] == pytest.approx(n * 0.25)
+    assert bub[BubbleType.DP_ALL_GATHER] == pytest.approx(0.5)
+    assert bub[BubbleType.DP_REDUCE_SCATTER] == pytest.approx(0.7)
