@@ -1,0 +1,76 @@
+from __future__ import annotations
+
+import numpy as np
+
+from mlsyskit.federated.fielding.clock import ClockModel
+from mlsyskit.federated.fielding.data import DatasetName, load_digits_dataset
+from mlsyskit.federated.fielding.names import ScenarioName
+from mlsyskit.federated.fielding.policies import (
+    FedDriftLitePolicy,
+    IFCAPolicy,
+    RoundContext,
+)
+from mlsyskit.federated.fielding.scenarios import Scenario, scenario_spec
+
+
+def _scenario(seed: int = 0, **kw: object) -> Scenario:
+    return Scenario(scenario_spec(ScenarioName.DIGITS, **kw), load_digits_dataset(), seed)
+
+
+def test_scenario_is_deterministic_and_follows_the_schedule() -> None:
+    a, b = _scenario(3), _scenario(3)
+    assert [[s.start_round for s in t] for t in a.timelines] == [
+        [s.start_round for s in t] for t in b.timelines
+    ]
+    np.testing.assert_array_equal(a.client(5, 20).x_train, b.client(5, 20).x_train)
+    # digits: 20 clients, 30 rounds; at round 15 30% switch (6) and 20% join the new group (4)
+    before, after = a.true_groups(14), a.true_groups(15)
+    assert set(before) <= {0, 1, 2, 3}
+    assert (after == 4).sum() == 4
+    assert 6 <= (before != after).sum() <= 10
+    assert a.client(0, 1).y_train.shape == (60,)
+
+
+def test_liars_leave_the_benign_clients_data_unchanged() -> None:
+    clean, attacked = _scenario(1), _scenario(1, malicious_fraction=0.2)
+    assert clean.malicious.sum() == 0 and attacked.malicious.sum() == 4
+    np.testing.assert_array_equal(clean.true_groups(20), attacked.true_groups(20))
+    np.testing.assert_array_equal(clean.client(7, 20).y_train, attacked.client(7, 20).y_train)
+
+
+def test_iid_clients_have_near_uniform_labels() -> None:
+    spec = scenario_spec(ScenarioName.IID, dataset=DatasetName.DIGITS, num_clients=4,
+                         train_per_client=1000)
+    s = Scenario(spec, load_digits_dataset(), 0)
+    hist = np.bincount(s.client(0, 1).y_train, minlength=10) / 1000
+    assert np.abs(hist - 0.1).max() < 0.04
+
+
+def _ctx(loss: dict[tuple[int, int], float], sampled: list[int], k: int) -> RoundContext:
+    return RoundContext(1, {}, np.array(sampled), lambda i, m: loss[(i, m)], k)
+
+
+def test_ifca_picks_the_lowest_loss_model() -> None:
+    pol = IFCAPolicy(3)
+    pol.start({}, 4)
+    loss = {(i, m): float((i + m) % 3) for i in range(4) for m in range(3)}
+    d = pol.step(_ctx(loss, [1, 2], 3))
+    assert d.assignment.tolist() == [0, 2, 1, 0]  # (1+2)%3 == 0, (2+1)%3 == 0
+    assert pol.models_down(3) == 3
+
+
+def test_feddrift_lite_spawns_a_cluster_for_unexplained_drift() -> None:
+    pol = FedDriftLitePolicy(delta=0.5, max_clusters=4)
+    pol.start({}, 3)
+    pol.step(_ctx({(0, 0): 1.0, (1, 0): 1.0, (2, 0): 1.0}, [0, 1, 2], 1))  # baselines
+    d = pol.step(_ctx({(0, 0): 3.0, (1, 0): 1.1, (2, 0): 1.0}, [0, 1, 2], 1))
+    assert d.num_clusters == 2 and d.assignment.tolist() == [1, 0, 0]
+    assert d.mixing is not None
+    np.testing.assert_allclose(d.mixing, [[1.0], [1.0]])
+
+
+def test_clock_charges_downloads_of_every_model() -> None:
+    clock = ClockModel(client_flops=1e9, down_bps=8e6, up_bps=8e6, latency_s=0.0)
+    one = clock.client_time_s(1.0, 1e9, 1, 1_000_000)  # 1 s compute + 1 s down + 1 s up
+    five = clock.client_time_s(1.0, 1e9, 5, 1_000_000)
+    assert one == 3.0 and five == 7.0
