@@ -40,6 +40,8 @@ define apt_need
 endef
 
 system-deps:
+	$(call apt_need,/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz,dataset-fashion-mnist)
+	$(call apt_need,/usr/bin/prometheus,prometheus)
 
 demo: install system-deps
 	$(VENV)/bin/mlsyskit demo --out report

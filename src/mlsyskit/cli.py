@@ -192,6 +192,21 @@ def demo(
 
 # Each area registers its own command group here (kept in its area's cli module).
 # e.g. from mlsyskit.serving.cli import app as serve_app; app.add_typer(serve_app, name="serve")
+from mlsyskit.training.optimus.cli import app as optimus_app  # noqa: E402
+
+app.add_typer(optimus_app, name="optimus")
+from mlsyskit.serving.cli import app as serve_app  # noqa: E402
+
+app.add_typer(serve_app, name="serve")
+from mlsyskit.federated.fielding.cli import app as fielding_app  # noqa: E402
+
+app.add_typer(fielding_app, name="fielding")
+from mlsyskit.training.minder.cli import app as minder_app  # noqa: E402
+
+app.add_typer(minder_app, name="minder")
+from mlsyskit.training.trainmover.cli import app as trainmover_app  # noqa: E402
+
+app.add_typer(trainmover_app, name="trainmover")
 
 
 def main() -> None:

@@ -56,6 +56,8 @@ SYSTEMS: tuple[SystemInfo, ...] = (
         summary="One LLM inference engine (paged KV, continuous batching, real and simulated "
         "executors, OpenAI-style server) that NEO, LAMPS and TRAIL run on.",
         paper_headline="vLLM-style engine; >= 2x HF generate throughput; calibrated simulator",
+        reproduce_entry="mlsyskit.serving.bench:reproduce",
+        demo_entry="mlsyskit.serving.demo:demo",
     ),
     SystemInfo(
         name="neo",
@@ -64,6 +66,8 @@ SYSTEMS: tuple[SystemInfo, ...] = (
         summary="Offloads decode attention and KV cache to the host CPU with asymmetric "
         "two-sub-batch pipelining and a load-aware scheduler.",
         paper_headline="up to 7.5x (T4), +26% (A10G), +14% (H100) throughput at equal latency",
+        reproduce_entry="mlsyskit.serving.neo.bench:reproduce",
+        demo_entry="mlsyskit.serving.neo.demo:demo",
     ),
     SystemInfo(
         name="lamps",
@@ -88,6 +92,8 @@ SYSTEMS: tuple[SystemInfo, ...] = (
         summary="Detects the faulty machine of a distributed training job from monitoring "
         "metrics (per-metric LSTM-VAE denoising, peer similarity, continuity).",
         paper_headline="F1 0.893 on 150 production faults; 3.6 s per detection pass",
+        reproduce_entry="mlsyskit.training.minder.bench:reproduce",
+        demo_entry="mlsyskit.training.minder.demo:demo",
     ),
     SystemInfo(
         name="trainmover",
@@ -96,6 +102,8 @@ SYSTEMS: tuple[SystemInfo, ...] = (
         summary="Replaces a machine of a running training job live (communicator member "
         "replacement, sandboxed lazy init).",
         paper_headline="15-16x less downtime than save-and-restart for planned moves",
+        reproduce_entry="mlsyskit.training.trainmover.bench:reproduce",
+        demo_entry="mlsyskit.training.trainmover.demo:demo",
     ),
     SystemInfo(
         name="optimus",
@@ -103,6 +111,8 @@ SYSTEMS: tuple[SystemInfo, ...] = (
         area="training",
         summary="Schedules multimodal encoder work inside the LLM's pipeline bubbles.",
         paper_headline="1.21x over Megatron-LM at 3,072 GPUs (ViT-22B + GPT-175B)",
+        reproduce_entry="mlsyskit.training.optimus.bench:reproduce",
+        demo_entry="mlsyskit.training.optimus.demo:demo",
     ),
     SystemInfo(
         name="fielding",
@@ -111,6 +121,8 @@ SYSTEMS: tuple[SystemInfo, ...] = (
         summary="Clustered federated learning that re-clusters selectively on data drift, "
         "as a Flower strategy.",
         paper_headline="+1.9 to 5.9 accuracy points; 1.16-2.61x faster to target accuracy",
+        reproduce_entry="mlsyskit.federated.fielding.bench:reproduce",
+        demo_entry="mlsyskit.federated.fielding.demo:demo",
     ),
     SystemInfo(
         name="netflowgen",
