@@ -163,3 +163,16 @@ def test_demo_writes_report_listing_every_system(tmp_path: Path) -> None:
     for info in SYSTEMS:
         if info.name in ("neo", "cora") and info.demo_entry is None:
             assert "Not implemented yet" in md
+
+
+def test_cli_start_up_imports_no_heavy_library() -> None:
+    """`mlsyskit --help` must stay fast: torch, FastAPI, Flower and sklearn load on use only."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlsyskit.cli; "
+        "print(sorted(m for m in ('torch', 'fastapi', 'flwr', 'sklearn') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

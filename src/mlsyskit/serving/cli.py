@@ -146,6 +146,25 @@ from mlsyskit.serving.server.cli import serve_run  # noqa: E402
 
 app.command("run")(serve_run)
 
+
+@app.callback(invoke_without_command=True)
+def serve_default(
+    ctx: typer.Context,
+    model: Annotated[
+        str | None, typer.Option(help="Without a subcommand: serve this preset over HTTP.")
+    ] = None,
+    policy: Annotated[PolicyName, typer.Option(help="Scheduling policy.")] = PolicyName.FCFS,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Local Hugging Face Llama directory to serve.")
+    ] = None,
+) -> None:
+    """`mlsyskit serve --model tiny [--policy fcfs] [--port 8000]` is `mlsyskit serve run ...`."""
+    if ctx.invoked_subcommand is not None:
+        return
+    serve_run(model=model or "tiny", policy=policy, host=host, port=port, checkpoint=checkpoint)
+
 # NEO's commands (`mlsyskit serve neo bench --offload neo|none|fastdecode ...`)
 from mlsyskit.serving.neo.cli import app as neo_app  # noqa: E402
 
