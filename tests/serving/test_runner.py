@@ -7,7 +7,7 @@ from mlsyskit.serving.engine import Engine, build_engine
 from mlsyskit.serving.executor import CostModel, CostParams, SimExecutor
 from mlsyskit.serving.model import get_model_config
 from mlsyskit.serving.policy import FCFSPolicy, KVAction, Policy
-from mlsyskit.serving.request import ApiCall
+from mlsyskit.serving.request import ApiCall, SamplingParams
 from mlsyskit.serving.runner import run_workload
 from mlsyskit.serving.scheduler import SchedulerConfig
 from mlsyskit.serving.workload import RequestSpec, synthetic_workload
@@ -62,3 +62,15 @@ def test_sjf_lowers_mean_latency_under_queueing() -> None:
         ms = run_workload(engine, specs)
         means[policy] = sum(m.latency_s for m in ms) / len(ms)
     assert means["sjf"] < means["fcfs"]
+
+
+def test_stats_show_a_paused_request_and_its_preserved_blocks() -> None:
+    engine = _sim_engine(Policy(api_action=KVAction.PRESERVE))
+    engine.add_request(num_prompt_tokens=8, sampling=SamplingParams(max_tokens=4, ignore_eos=True),
+                       api_calls=[ApiCall(1, duration_s=5.0, num_return_tokens=1)])
+    engine.run_step()  # prefill + first token, then the call starts
+    stats = engine.stats()
+    assert (stats.num_paused, stats.num_running, stats.num_waiting) == (1, 0, 0)
+    assert stats.device_blocks_used == 2  # the 8 computed tokens; the 9th is not cached yet
+    assert engine.step() == [] and engine.last_step_idle
+    assert engine.next_event_time() == 6.0

@@ -214,3 +214,39 @@ def test_kv_preserved_over_an_api_call_is_reclaimed_rather_than_deadlocking() ->
         s.add(make_request(f"r{i}", p, o, prompt_token_ids=list(range(p)), api_calls=calls), 0.0)
     run_to_completion(s, max_steps=500)
     assert s.counters().num_finished == 4
+
+
+def test_sjf_uses_a_given_predictor_once_per_request() -> None:
+    calls: list[str] = []
+
+    class LongestFirst:
+        def predict(self, request: object) -> float:
+            assert hasattr(request, "request_id")
+            calls.append(request.request_id)
+            return -float(request.sampling.max_tokens)  # type: ignore[attr-defined]
+
+    s = create_scheduler(max_num_seqs=1, policy=SJFPolicy(predictor=LongestFirst()))
+    for r in create_requests([(2, 1), (2, 3), (2, 2)]):
+        s.add(r, 0.0)
+    order, now = [], 0.0
+    while s.has_unfinished():
+        plan = s.schedule(now)
+        now += 1
+        order += [r.request_id for r in s.update(plan, fake_result(plan), now)]
+    assert order == ["r1", "r2", "r0"] and calls == ["r0", "r1", "r2"]
+
+
+def test_a_policy_naming_no_valid_victim_is_an_error() -> None:
+    from mlsyskit.serving.errors import ServingError
+
+    class NoVictims(FCFSPolicy):
+        def choose_victim(self, running, incoming):  # type: ignore[no-untyped-def]
+            return None
+
+    s = create_scheduler(num_device_blocks=2, block_size=4, policy=NoVictims())
+    for r in create_requests([(4, 4), (4, 4)]):
+        s.add(r, 0.0)
+    plan = s.schedule(0.0)
+    s.update(plan, fake_result(plan), 0.1)
+    with pytest.raises(ServingError, match="must name one of the candidates"):
+        s.schedule(0.1)

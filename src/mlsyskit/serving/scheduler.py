@@ -243,11 +243,13 @@ class Scheduler:
                 self._evict_idle_holder(swap_out)
                 table = bm.allocate(req.request_id, ctx)
             while table is None:
-                victim = self.policy.choose_victim(running[i:], req)
-                if victim is None:
+                candidates = running[i:]
+                victim = self.policy.choose_victim(candidates, req)
+                if victim is None or victim not in candidates:
                     raise ServingError(
-                        f"policy {self.policy.name} named no victim for running request "
-                        f"{req.request_id}, which needs a block"
+                        f"policy {self.policy.name} named {victim and victim.request_id!r} as "
+                        f"victim for running request {req.request_id}, which needs a block; "
+                        "it must name one of the candidates it was given"
                     )
                 self._preempt(victim, swap_out)
                 preempted = True

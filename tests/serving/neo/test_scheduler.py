@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlsyskit.serving.errors import RequestTooLargeError
 from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan
 from mlsyskit.serving.neo.scheduler import NeoScheduler, OffloadMode
 from mlsyskit.serving.request import make_request
@@ -106,6 +108,8 @@ def test_no_request_lost_or_duplicated_and_pools_never_overflow(
     lengths: list[tuple[int, int]], num_device_blocks: int, num_host_blocks: int,
     max_num_seqs: int, offload: OffloadMode, guard: bool,
 ) -> None:
+    if offload is OffloadMode.FASTDECODE:  # every request must fit the host pool there
+        num_host_blocks = max(num_host_blocks, 13)
     s = create_neo_scheduler(num_device_blocks=num_device_blocks,
                              num_host_blocks=num_host_blocks, block_size=4,
                              max_num_seqs=max_num_seqs, max_num_batched_tokens=64,
@@ -143,3 +147,18 @@ def test_no_request_lost_or_duplicated_and_pools_never_overflow(
     for i, (_p, o) in enumerate(lengths):
         # a recompute after a host-full discard regenerates nothing twice: output length is o
         assert generated[f"r{i}"] >= o
+
+
+def test_fastdecode_rejects_a_request_larger_than_the_host_pool() -> None:
+    s = create_neo_scheduler(num_device_blocks=16, num_host_blocks=12,
+                             offload=OffloadMode.FASTDECODE)
+    with pytest.raises(RequestTooLargeError, match="host pool has 12"):
+        _add(s, [(38, 12)])  # 50 tokens = 13 blocks of 4
+
+
+def test_neo_keeps_a_request_larger_than_the_host_pool_on_the_device() -> None:
+    s = create_neo_scheduler(num_device_blocks=16, num_host_blocks=12)
+    _add(s, [(4, 4), (38, 12)])  # r1 cannot finish on the host, so it waits for the device
+    plan = _step(s)
+    assert [r.request_id for r in plan.requests] == ["r0", "r1"]
+    assert plan.on_host == (False, False)

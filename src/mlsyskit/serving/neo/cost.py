@@ -25,13 +25,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from mlsyskit.errors import ConfigError, DataError
 from mlsyskit.hardware import GPU, HostCPU, get_catalogue
 from mlsyskit.serving.executor.cost_model import CostParams
-from mlsyskit.serving.model import ModelConfig
 from mlsyskit.serving.neo.hosts import ETA_MEM, ETA_SIMD, host_attention_speed
+
+if TYPE_CHECKING:  # the model package imports torch; the simulator does not need it
+    from mlsyskit.serving.model import ModelConfig
 
 #: host-side launch + q/k/v round trip per layer and sub-batch, seconds. NEO's code uses 0.8 ms
 #: (``lnch_T``, measured on its Python runtime); we assume a leaner 0.2 ms. With 0.8 ms the

@@ -15,7 +15,6 @@ from mlsyskit.serving.clock import Clock, SimClock
 from mlsyskit.serving.engine import Engine
 from mlsyskit.serving.executor.base import Executor
 from mlsyskit.serving.executor.sim import GIB, device_kv_blocks
-from mlsyskit.serving.model import get_model_config
 from mlsyskit.serving.neo.block_manager import NeoBlockManager
 from mlsyskit.serving.neo.cost import CostTables, LayerCosts, RooflineLayerCosts
 from mlsyskit.serving.neo.hosts import get_host
@@ -73,6 +72,7 @@ class SimSetup:
 
     def costs(self) -> RooflineLayerCosts:
         from mlsyskit.hardware import get_catalogue
+        from mlsyskit.serving.model import get_model_config
 
         return RooflineLayerCosts(
             get_model_config(self.model), get_catalogue().gpu(self.gpu), get_host(self.host),
@@ -82,6 +82,7 @@ class SimSetup:
     def pools(self) -> tuple[int, int]:
         """(device blocks, host blocks); the host pool is capped at 60% of host memory."""
         from mlsyskit.hardware import get_catalogue
+        from mlsyskit.serving.model import get_model_config
 
         model = get_model_config(self.model)
         dev = self.num_device_blocks

@@ -28,7 +28,7 @@ import heapq
 from dataclasses import dataclass
 
 from mlsyskit.errors import ConfigError
-from mlsyskit.serving.errors import ServingError
+from mlsyskit.serving.errors import RequestTooLargeError, ServingError
 from mlsyskit.serving.neo.block_manager import NeoBlockManager
 from mlsyskit.serving.neo.cost import LayerCosts
 from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan, SubBatchLoad, slacks, step_time
@@ -132,6 +132,15 @@ class NeoScheduler(Scheduler):
                 f"request {request.request_id}: prompt of {request.num_prompt_tokens} tokens "
                 f"exceeds max_num_batched_tokens={self.config.max_num_batched_tokens} (NEO "
                 "does not chunk prompts)"
+            )
+        max_len = request.num_prompt_tokens + request.sampling.max_tokens
+        if self.neo.offload is OffloadMode.FASTDECODE and self.bm.blocks_for(max_len) > (
+            self.bm.host.num_blocks
+        ):
+            raise RequestTooLargeError(
+                f"request {request.request_id}: up to {max_len} tokens need "
+                f"{self.bm.blocks_for(max_len)} KV blocks; the host pool has "
+                f"{self.bm.host.num_blocks} (FastDecode+ keeps every KV on the host)"
             )
         super().add(request, now)
 
@@ -272,7 +281,9 @@ class NeoScheduler(Scheduler):
             if not went_to_host and need <= dev_free:
                 dev_free -= need
                 to_host = False
-            elif need <= host_free:
+            elif need <= host_free and bm.blocks_for(
+                req.num_prompt_tokens + req.sampling.max_tokens
+            ) <= bm.host.num_blocks:  # it must be able to finish there
                 host_free -= need
                 to_host = went_to_host = True
             else:
