@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import click
@@ -11,8 +12,11 @@ from typer.core import TyperGroup
 
 from mlsyskit.errors import MlsyskitError
 
-console = Console()
-err_console = Console(stderr=True)
+# Rich falls back to 80 columns when output is not a terminal (CI logs, `| tee`), which folds
+# result tables into unreadable slivers; logs get a wide, fixed width instead.
+_LOG_WIDTH = None if sys.stdout.isatty() else 160
+console = Console(width=_LOG_WIDTH)
+err_console = Console(stderr=True, width=_LOG_WIDTH)
 
 
 class ErrorMappingGroup(TyperGroup):
