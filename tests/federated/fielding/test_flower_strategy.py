@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
 
 from mlsyskit.federated.fielding.config import FieldingConfig, FieldingError
 from mlsyskit.federated.fielding.flower.apps import FlowerRun, _scenario, build_client_app
@@ -65,3 +67,28 @@ def test_only_drifted_nodes_send_a_histogram() -> None:
 def test_loss_probe_policies_are_refused() -> None:
     with pytest.raises(FieldingError, match="IFCAPolicy"):
         FieldingStrategy(FieldingConfig(), 4, policy=IFCAPolicy(3))
+
+
+def _sparse_id_app(offset: int) -> ClientApp:
+    app = ClientApp()
+
+    @app.query("labeldist")
+    def labeldist(msg: Message, context: Context) -> Message:
+        pid = int(str(context.node_config["partition-id"]))
+        hist = np.eye(3)[pid % 3]
+        return Message(RecordDict({
+            "meta": MetricRecord({"client-id": offset + 10 * pid, "drifted": 1,
+                                  "num-examples": 50}),
+            "labeldist": ArrayRecord({"hist": Array(hist)}),
+        }), reply_to=msg)
+
+    return app
+
+
+def test_any_client_ids_map_to_dense_indices_in_id_order() -> None:
+    strategy = FieldingStrategy(FieldingConfig(seed=0), 2, min_available_nodes=3)
+    reports = strategy._query(LoopbackGrid(_sparse_id_app(100), 3, {}), 0)
+    assert sorted(reports) == [0, 1, 2]
+    np.testing.assert_array_equal(reports[2].vector, [0.0, 0.0, 1.0])  # client-id 120
+    with pytest.raises(FieldingError, match="client-id 5 joined after the first round"):
+        strategy._query(LoopbackGrid(_sparse_id_app(5), 3, {}), 1)

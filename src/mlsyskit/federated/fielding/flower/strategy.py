@@ -97,7 +97,8 @@ class FieldingStrategy(FedAvg):
         self._rng = np.random.default_rng([config.seed, 5])
         self._models: list[Params] = []
         self._keys: list[str] = []
-        self._node_of: dict[int, int] = {}  # client id -> node id
+        self._index: dict[int, int] = {}  # reported client-id -> dense index 0..N-1
+        self._node_of: dict[int, int] = {}  # dense index -> node id
         self._pending: dict[int, int] = {}  # node id -> cluster trained this round
         self._num_clients = 0
         self.history: list[dict[str, float]] = []
@@ -117,20 +118,31 @@ class FieldingStrategy(FedAvg):
                     dst_node_id=node, message_type=LABELDIST)
             for node in nodes
         ]
-        reports: dict[int, Report] = {}
-        for reply in grid.send_and_receive(msgs, timeout=self.query_timeout_s):
+        replies = list(grid.send_and_receive(msgs, timeout=self.query_timeout_s))
+        answers: list[tuple[int, Message]] = []
+        for reply in replies:
             if reply.has_error():
                 raise FieldingError(
                     f"node {reply.metadata.src_node_id} failed the label query: "
                     f"{reply.error.reason}"
                 )
+            answers.append((_int(reply.content.metric_records["meta"]["client-id"]), reply))
+        if not self._index:  # the client set is fixed by the first query, in client-id order
+            self._index = {cid: i for i, cid in enumerate(sorted(c for c, _ in answers))}
+        reports: dict[int, Report] = {}
+        for cid, reply in answers:
+            if cid not in self._index:
+                raise FieldingError(
+                    f"client-id {cid} joined after the first round; Fielding's client set is "
+                    "fixed when it first clusters"
+                )
+            i = self._index[cid]
+            self._node_of[i] = reply.metadata.src_node_id
             metrics = reply.content.metric_records["meta"]
-            client = _int(metrics["client-id"])
-            self._node_of[client] = reply.metadata.src_node_id
             if _int(metrics["drifted"]):
                 vector = reply.content.array_records["labeldist"]["hist"].numpy()
-                reports[client] = Report(np.asarray(vector, float), _int(metrics["num-examples"]))
-        self._num_clients = max(self._num_clients, len(self._node_of))
+                reports[i] = Report(np.asarray(vector, float), _int(metrics["num-examples"]))
+        self._num_clients = len(self._index)
         return reports
 
     # --- training -------------------------------------------------------------------------
@@ -143,7 +155,7 @@ class FieldingStrategy(FedAvg):
             self._keys = list(arrays.keys())
             self._models = [from_record(arrays)]
             first = self._query(grid, 0)
-            decision = self.policy.start(first, len(self._node_of))
+            decision = self.policy.start(first, self._num_clients)
             self._apply(decision.mixing)
         reports = self._query(grid, server_round)
         n = self._num_clients
