@@ -57,3 +57,23 @@ def test_two_process_run_matches_serial_gradients() -> None:
     assert res.grads_match == {"megatron": True, "optimus": True}
     assert res.replay_violations == 0
     assert set(res.measured_s) == {"megatron", "optimus"}
+
+
+def test_insitu_prediction_rescales_compute_kernels() -> None:
+    """Doubling every profiled compute kernel doubles a pipeline with no comm or DP time."""
+    from mlsyskit.training.optimus.build import baseline_schedule
+    from mlsyskit.training.optimus.costmodel import Kernel, Stream
+    from mlsyskit.training.optimus.cpu_run import insitu_prediction
+    from mlsyskit.training.optimus.pipeline import PipelineSpec, StageWork, simulate
+
+    st = StageWork((Kernel("f", Stream.COMPUTE, 1.0), Kernel("f2", Stream.COMPUTE, 0.5)),
+                   (Kernel("b", Stream.COMPUTE, 2.0),), 1.0, 1.0)
+    spec = PipelineSpec(2, 1, 4, (st, st), 0.0, interleaved=False)
+    tl = simulate(spec, [0.0, 0.0])
+    span = max(tl.last_end(d) for d in range(2))
+    assert span == pytest.approx((4 + 1) * 3.5)
+    s = baseline_schedule("b", tl, [0.0, 0.0], [0.0, 0.0], span)
+    warm = [(t.tid, 10.0, 10.0 + 2 * (t.end_s - t.start_s)) for t in s.tasks]
+    assert insitu_prediction(s, warm) == pytest.approx(2 * span)
+    # kernels missing from the warm-up profile keep their planned time
+    assert insitu_prediction(s, []) == pytest.approx(span)

@@ -11,7 +11,11 @@ from rich.progress import Progress
 from mlsyskit.results import BenchResult
 from mlsyskit.training.optimus import baselines
 from mlsyskit.training.optimus.build import baseline_schedule, optimus_schedule
-from mlsyskit.training.optimus.calibration import fit
+from mlsyskit.training.optimus.calibration import (
+    encoder_seconds_per_gpu,
+    fit,
+    paper_linear_fit,
+)
 from mlsyskit.training.optimus.config import JobConfig, load_builtin
 from mlsyskit.training.optimus.costmodel import Calibration, CostModel
 from mlsyskit.training.optimus.gantt import plot_gantt
@@ -87,7 +91,9 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
                                  f"{rep.violations[:3]}")
                 progress.advance(t3)
     metrics: dict[str, float] = {}
-    metrics["baseline_time_max_rel_err"] = fitted.max_rel_err
+    metrics["baseline_time_max_rel_err"] = max(fitted.max_rel_err, fitted.balanced_max_rel_err)
+    metrics["megatron_time_max_rel_err"] = fitted.max_rel_err
+    metrics["balanced_time_max_rel_err"] = fitted.balanced_max_rel_err
     speed_m = {n: s.megatron.iteration_s / s.result.best.fine_eval.makespan_s
                for n, s in scales.items()}
     speed_b = {n: s.balanced.iteration_s / s.result.best.fine_eval.makespan_s
@@ -109,12 +115,23 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
         metrics[f"optimus_s_{n}"] = s.result.best.fine_eval.makespan_s
         metrics[f"coarse_s_{n}"] = s.result.best.coarse_eval.makespan_s
         metrics[f"serial_s_{n}"] = s.serial_s
+    s3 = scales[3072]
+    enc_gpu = encoder_seconds_per_gpu(jobs[3072], CostModel.for_job(jobs[3072], cal))
+    metrics["encoder_s_per_gpu_3072"] = enc_gpu
+    # Upper bound of any encoder-only schedule over the balanced baseline if the LLM part
+    # of its iteration were as fast as Optimus's (all encoder work hidden).
+    metrics["balanced_speedup_bound_3072"] = (s3.balanced.iteration_s
+                                              / (s3.balanced.iteration_s - enc_gpu))
+    paper_bound = STRONG_SCALING_S[3072][1] / (STRONG_SCALING_S[3072][1] - enc_gpu)
+    lin = {key: paper_linear_fit(i) for i, key in enumerate(("megatron", "balanced", "optimus"))}
     metrics["fine_le_coarse_le_serial"] = float(all(
         s.result.best.fine_eval.makespan_s <= s.result.best.coarse_eval.makespan_s + 1e-9
         and s.result.best.coarse_eval.makespan_s <= s.serial_s + 1e-9 for s in scales.values()
     ))
     paper: dict[str, float | str] = {
-        "baseline_time_max_rel_err": "Table 5 baseline rows (fit)",
+        "baseline_time_max_rel_err": "Table 5 baseline rows",
+        "megatron_time_max_rel_err": "Table 5 Megatron-LM rows (fitted)",
+        "balanced_time_max_rel_err": "Table 5 balanced rows (not fitted, see notes)",
         "speedup_vs_megatron_3072": round(5.91 / 4.87, 3),
         "speedup_vs_balanced_3072": round(5.87 / 4.87, 3),
         "speedup_rises_with_scale": 1.0,
@@ -129,6 +146,7 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
         paper[f"megatron_s_{n}"], paper[f"balanced_s_{n}"], paper[f"optimus_s_{n}"] = pm, pb, po
     targets = {
         "baseline_time_max_rel_err": "<= 0.10",
+        "megatron_time_max_rel_err": "<= 0.10",
         "speedup_vs_megatron_3072": "in [1.15, 1.27]",
         "speedup_vs_balanced_3072": "in [1.15, 1.27]",
         "speedup_rises_with_scale": "== 1",
@@ -147,14 +165,37 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
     simulated = [k for k in metrics if k != "scheduler_runtime_s_mb16"]
     c = cal
     notes.append(
-        f"fitted constants on the 6 baseline rows only: compute_scale={c.compute_scale}, "
-        f"p2p_scale={c.p2p_scale}, dp_scale={c.dp_scale} (grid search; max rel err "
-        f"{fitted.max_rel_err:.3f}); Optimus rows never used"
+        f"constants fitted on the 3 Megatron-LM rows only, within physical bounds "
+        f"(compute 0.8-1.05, P2P 1-8x, DP 0.5-2x): compute_scale={c.compute_scale}, "
+        f"p2p_scale={c.p2p_scale}, dp_scale={c.dp_scale} (max rel err "
+        f"{fitted.max_rel_err:.3f}; all-1.0 constants already give <= 0.04); Optimus rows "
+        f"never used; balanced rows reported, not fitted (max rel err "
+        f"{fitted.balanced_max_rel_err:.2f})"
     )
     notes.append(
-        "p2p_scale is large: the fit can only make the interleaved (V=12) balanced baseline as "
-        "slow as the paper reports by charging each pipeline hop ~12 ms; the same charge applies "
-        "to Optimus's interleaved V=12 LLM pipeline, which is why Optimus lands near the baselines"
+        "why the balanced rows are not fitted: the paper's interleaved V=12 balanced baseline is "
+        "~1.55-1.6x slower than the hardware model predicts for its schedule, while Megatron-LM "
+        "(encoder on stage 0, 1F1B) matches without any constant; the only knob that absorbs "
+        "it is a ~44x P2P charge (~12 ms per 12.6 MB hop on a 50 GB/s link), which is not "
+        "physical and would put the same charge on Optimus's interleaved LLM pipeline"
+    )
+    notes.append(
+        "why the paper's Optimus speedups are out of reach of an honest model: (1) Optimus "
+        "beats balanced by 1.0 s at 3,072 GPUs, but one GPU's whole encoder work per "
+        f"iteration is {enc_gpu:.2f} s (encoder_s_per_gpu_3072, at the kernel rate that "
+        "reproduces Megatron-LM); hiding all of it behind an LLM pipeline as fast as "
+        "balanced's caps the speedup at balanced_speedup_bound_3072 "
+        f"({metrics['balanced_speedup_bound_3072']:.3f}; "
+        f"{paper_bound:.3f} with the paper's balanced time). "
+        "(2) Fitting T = a*m + b (m microbatches) to each system's three paper rows gives "
+        f"Megatron-LM a={lin['megatron'][0]:.3f} s, b={lin['megatron'][1]:.2f} s, which is "
+        "1F1B with a stage-0 encoder "
+        "(a = tau + e, b ~ 7 tau + DP, tau ~ e ~ 0.15 s per microbatch), but Optimus "
+        f"a={lin['optimus'][0]:.3f} s, b={lin['optimus'][1]:.2f} s (balanced "
+        f"a={lin['balanced'][0]:.3f} s, b={lin['balanced'][1]:.2f} "
+        "s): a per-microbatch cost twice the LLM stage time the Megatron-LM rows imply, and no "
+        "pipeline fill or DP time at all. With one shared LLM cost model, Optimus therefore "
+        "comes out much faster than the paper's vs Megatron-LM and slower than it vs balanced"
     )
     for n, s in scales.items():
         b = s.result.best
@@ -168,12 +209,27 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
         )
     plots = _plots(scales, out_dir)
     _extra_rows(cal, metrics, paper, notes)
+    simulated += ["speedup_multi_encoder_512", "memory_overhead_frac_3072",
+                  "memory_total_frac_3072"]
     from mlsyskit.training.optimus.cpu_run import CpuRunConfig, run_cpu
 
     cpu_cfg = CpuRunConfig(iterations=5 if quick else 9)
     cpu = run_cpu(cpu_cfg)
     metrics["cpu_run_speedup"] = cpu.speedup
     metrics["cpu_sim_rel_err"] = cpu.sim_rel_err
+    if cpu.insitu_s:
+        metrics["cpu_sim_rel_err_insitu"] = cpu.insitu_rel_err
+        metrics["cpu_megatron_insitu_s"] = cpu.insitu_s["megatron"]
+        metrics["cpu_optimus_insitu_s"] = cpu.insitu_s["optimus"]
+        simulated += ["cpu_megatron_insitu_s", "cpu_optimus_insitu_s"]
+        notes.append(
+            "cpu_sim_rel_err uses the isolated kernel profile (parent process); "
+            "cpu_sim_rel_err_insitu re-times the same task graph with kernel medians measured "
+            "in the run's last warm-up iteration. On a shared machine the run's kernels take "
+            "several times their isolated time (the two ranks time-share the cores with other "
+            "jobs), and the load changes between iterations, so neither prediction holds "
+            "there; see docs/systems/optimus.md"
+        )
     metrics["cpu_grads_match_serial"] = float(all(cpu.grads_match.values()))
     metrics["cpu_megatron_s"] = cpu.measured_s["megatron"]
     metrics["cpu_optimus_s"] = cpu.measured_s["optimus"]
