@@ -18,6 +18,6 @@ def test_lab_config_is_validated() -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(find_prometheus() is None, reason="needs the prometheus binary")
 def test_live_lab_names_the_slowed_worker() -> None:
-    report = run_lab(LabConfig(num_workers=4, normal_s=30, continuity_s=20, interval_s=5))
+    report = run_lab(LabConfig(num_workers=4, normal_s=40, continuity_s=20, interval_s=5))
     assert report.alert is not None
     assert report.alert.machine == report.victim

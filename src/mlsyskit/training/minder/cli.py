@@ -283,7 +283,7 @@ def watch(
 @app.command()
 def lab(
     workers: Annotated[int, typer.Option(help="Training processes (2-8).")] = 4,
-    fault: Annotated[str, typer.Option(help="'slow' (4x compute) or 'pause' (SIGSTOP).")] =
+    fault: Annotated[str, typer.Option(help="'slow' (6x compute) or 'pause' (SIGSTOP).")] =
         "slow",
     victim: Annotated[int, typer.Option(help="Rank of the faulty worker.")] = 1,
 ) -> None:

@@ -4,7 +4,7 @@
 its measured metrics with ``prometheus-client`` on a loopback port; writes a Prometheus config
 scraping them every second and starts the Debian ``prometheus`` binary on loopback with a
 temporary data directory; lets the job run normally; injects a fault on one worker (``slow``:
-the worker does 4x the compute per step; ``pause``: SIGSTOP); and runs Minder passes against
+the worker does 6x the compute per step; ``pause``: SIGSTOP); and runs Minder passes against
 Prometheus until it names a worker or time runs out. Everything it started is stopped on exit,
 also on error.
 
@@ -101,6 +101,22 @@ def _wait_http(url: str, timeout_s: float) -> None:
     raise MinderError(f"{url} did not come up within {timeout_s:.0f} s")
 
 
+def _wait_training(url: str, timeout_s: float, min_steps: int = 20) -> None:
+    """Wait until a worker's exporter answers and it has done ``min_steps`` training steps."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            for line in httpx.get(url, timeout=2.0).text.splitlines():
+                if line.startswith("lab_steps_total ") and float(line.split()[1]) >= min_steps:
+                    return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1.0)
+    raise MinderError(f"{url}: the worker did not start training within {timeout_s:.0f} s")
+
+
 def _stop(proc: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
     if proc.poll() is not None:
         return
@@ -141,8 +157,13 @@ def start_prometheus(targets: list[str], work: Path, binary: str) -> tuple[
     return proc, url
 
 
-def run_lab(config: LabConfig, work_dir: Path | None = None) -> LabReport:
-    """Run the lab once (see the module docstring) and report what Minder said."""
+def run_lab(config: LabConfig, work_dir: Path | None = None,
+            record_dir: Path | None = None) -> LabReport:
+    """Run the lab once (see the module docstring) and report what Minder said.
+
+    ``record_dir``, when given, receives the fetched tables (``normal.parquet`` and
+    ``pass-N.parquet``) so a run can be replayed offline with ``FrameSource``.
+    """
     from mlsyskit.training.minder.detector import Minder
     from mlsyskit.training.minder.frame import align
     from mlsyskit.training.minder.sources import PrometheusSource
@@ -174,7 +195,7 @@ def run_lab(config: LabConfig, work_dir: Path | None = None) -> LabReport:
         stack.callback((control / "stop").touch)
         targets = [f"127.0.0.1:{p}" for p in ports]
         for t in targets:
-            _wait_http(f"http://{t}/metrics", 90.0)
+            _wait_training(f"http://{t}/metrics", 240.0)
         prom, url = start_prometheus(targets, work, binary)
         stack.callback(_stop, prom)
         source = PrometheusSource(url, LAB_QUERIES)
@@ -182,7 +203,9 @@ def run_lab(config: LabConfig, work_dir: Path | None = None) -> LabReport:
                  config.num_workers, url, config.normal_s)
         time.sleep(config.normal_s)
         now = time.time()
-        normal = align(source.fetch(now - config.normal_s + 5, now), metrics=list(LAB_QUERIES))
+        normal_table = source.fetch(now - config.normal_s + 5, now)
+        _record(record_dir, "normal", normal_table)
+        normal = align(normal_table, metrics=list(LAB_QUERIES))
         minder = Minder(continuity_s=config.continuity_s, num_metrics=len(LAB_QUERIES),
                         random_state=0).fit([normal])
         victim = targets[config.victim]
@@ -197,8 +220,9 @@ def run_lab(config: LabConfig, work_dir: Path | None = None) -> LabReport:
             time.sleep(config.interval_s)
             now = time.time()
             try:
-                frame = align(source.fetch(now - config.span_s, now),
-                              metrics=list(LAB_QUERIES))
+                table = source.fetch(now - config.span_s, now)
+                _record(record_dir, f"pass-{int(now - injected)}", table)
+                frame = align(table, metrics=list(LAB_QUERIES))
                 alert = minder.detect(frame, job="lab")
             except DataError as exc:
                 log.warning("lab: pass skipped: %s", exc)
@@ -218,6 +242,12 @@ def run_lab(config: LabConfig, work_dir: Path | None = None) -> LabReport:
         )
         return LabReport(victim, alert, detected, after, summary)
     raise AssertionError("unreachable")
+
+
+def _record(record_dir: Path | None, name: str, table: object) -> None:
+    if record_dir is not None:
+        _mkdir(record_dir)
+        table.to_parquet(record_dir / f"{name}.parquet", index=False)  # type: ignore[attr-defined]
 
 
 def _mkdir(path: Path) -> Path:

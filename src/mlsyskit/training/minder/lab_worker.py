@@ -5,7 +5,7 @@ Run as ``python -m mlsyskit.training.minder.lab_worker --rank R --world W --mast
 the gradients over gloo and updates Prometheus gauges with *measured* values: process CPU %
 (``time.process_time`` over wall time), step time, the fraction of the step spent computing and
 spent waiting in the all-reduce, resident memory, and a step counter. The lab injects faults
-through files in the control directory (``slow-R``: this rank does extra compute every step)
+through files in the control directory (``slow-R``: this rank does 6x the compute every step)
 or with signals (SIGSTOP pauses it); ``stop`` ends every worker.
 """
 
@@ -17,6 +17,15 @@ import resource
 import threading
 import time
 from pathlib import Path
+
+
+class _Phase:
+    """What the step loop is doing now, and since when."""
+
+    def __init__(self, phase: str, since: float, last_step_end: float) -> None:
+        self.phase = phase
+        self.since = since
+        self.last_step_end = last_step_end
 
 
 def main() -> None:
@@ -61,31 +70,54 @@ def main() -> None:
     stop_file = args.control_dir / "stop"
     deadline = time.monotonic() + args.max_seconds
     done = threading.Event()
+    lock = threading.Lock()
+    # time spent per phase since the last sample; the phase in progress counts too, so a
+    # worker blocked in the all-reduce (a hung peer) reports "all waiting", as it should
+    acc = {"compute": 0.0, "comm": 0.0, "other": 0.0, "steps": 0.0, "step_s": 0.0}
+    cur = _Phase("other", time.perf_counter(), time.perf_counter())
 
-    def sample_process() -> None:
-        # a thread of its own, so CPU use is still reported while the step loop is blocked in
-        # the all-reduce (a hung peer), as a host agent would
+    def enter(phase: str) -> None:
+        now = time.perf_counter()
+        with lock:
+            acc[cur.phase] += now - cur.since
+            cur.phase, cur.since = phase, now
+
+    def sample() -> None:
         cpu_mark, wall_mark = time.process_time(), time.monotonic()
         while not done.wait(1.0):
-            cpu, now = time.process_time(), time.monotonic()
-            gauges["cpu"].set(100.0 * (cpu - cpu_mark) / (now - wall_mark))
-            cpu_mark, wall_mark = cpu, now
+            now = time.perf_counter()
+            with lock:
+                acc[cur.phase] += now - cur.since
+                cur.since = now
+                snap = dict(acc)
+                for key in acc:
+                    acc[key] = 0.0
+                since_step = now - cur.last_step_end
+            total = max(snap["compute"] + snap["comm"] + snap["other"], 1e-9)
+            gauges["busy"].set(snap["compute"] / total)
+            gauges["wait"].set(snap["comm"] / total)
+            gauges["tput"].set(batch * snap["steps"] / total)
+            gauges["step"].set(snap["step_s"] / snap["steps"] if snap["steps"] else since_step)
+            cpu, wall = time.process_time(), time.monotonic()
+            gauges["cpu"].set(100.0 * (cpu - cpu_mark) / (wall - wall_mark))
+            cpu_mark, wall_mark = cpu, wall
             gauges["rss"].set(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
-    threading.Thread(target=sample_process, daemon=True).start()
+    threading.Thread(target=sample, daemon=True).start()
     try:
         while not stop_file.exists() and time.monotonic() < deadline:
             t0 = time.perf_counter()
-            repeats = 4 if slow_file.exists() else 1
+            enter("compute")
+            repeats = 6 if slow_file.exists() else 1
             for _ in range(repeats):
                 optimiser.zero_grad()
                 loss = torch.nn.functional.cross_entropy(model(x), y)
                 loss.backward()
-            t1 = time.perf_counter()
             grads = [p.grad for p in model.parameters() if p.grad is not None]
             flat = torch.cat([g.reshape(-1) for g in grads])
+            enter("comm")
             dist.all_reduce(flat)
-            t2 = time.perf_counter()
+            enter("other")
             offset = 0
             for g in grads:
                 n = g.numel()
@@ -93,12 +125,11 @@ def main() -> None:
                 offset += n
             optimiser.step()
             time.sleep(0.02)  # data loading stand-in, keeps 2 shared cores from saturating
-            t3 = time.perf_counter()
-            total = t3 - t0
-            gauges["step"].set(total)
-            gauges["busy"].set((t1 - t0) / total)
-            gauges["wait"].set((t2 - t1) / total)
-            gauges["tput"].set(batch / total)
+            t1 = time.perf_counter()
+            with lock:
+                acc["steps"] += 1
+                acc["step_s"] += t1 - t0
+                cur.last_step_end = t1
             steps.inc()
     finally:
         done.set()
