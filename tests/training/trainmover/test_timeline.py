@@ -44,15 +44,23 @@ def test_downtime_formula_by_hand() -> None:
     # steps of 1 s, then a 4 s stall after iteration 5
     times = {i: float(i) for i in range(6)} | {6: 9.0, 7: 10.0, 8: 11.0, 9: 12.0}
     assert median_step(times, exclude=range(4, 8)) == 1.0
-    assert stall(times, 5) == (5.0, 9.0)
-    window = stall(times, 5)
-    assert window[1] - window[0] - median_step(times, exclude=range(4, 8)) == 3.0
+    assert stall(times, 5) == (5.0, 9.0, 1)
+    start, end, _ = stall(times, 5)
+    assert end - start - median_step(times, exclude=range(4, 8)) == 3.0
     assert last_completed_before(times, 7.5) == 5
     assert step_jitter(times, exclude=range(4, 8)) == 0.0
     with pytest.raises(DataError):
         stall(times, 9)
     with pytest.raises(DataError):
         last_completed_before(times, -1.0)
+
+
+def test_stall_spans_an_iteration_the_dead_rank_never_logged() -> None:
+    # the stayers finished 6 before the crash, the joiner resumed at 7: 6 is progress, not lost
+    times = {i: float(i) for i in range(6)} | {7: 10.0, 8: 11.0}
+    start, end, num_steps = stall(times, 5)
+    assert (start, end, num_steps) == (5.0, 10.0, 2)
+    assert end - start - num_steps * 1.0 == 3.0
 
 
 def test_overlap() -> None:

@@ -81,10 +81,11 @@ def measure(
     """Wait until the job is ``settle`` iterations past the event and compute the result."""
     ctl.wait_progress(min(ctl.config.steps, i_star + 1 + settle))
     times = completion_times(ctl.steps(), ctl.config.num_workers)
-    window = stall(times, i_star)
-    step = median_step(times, exclude=range(i_star - 1, i_star + 3))
-    jitter = step_jitter(times, exclude=range(i_star - 1, i_star + 3))
-    downtime = window[1] - window[0] - step
+    t_start, t_end, num_steps = stall(times, i_star)
+    window = (t_start, t_end)
+    step = median_step(times, exclude=range(i_star - 1, i_star + num_steps + 2))
+    jitter = step_jitter(times, exclude=range(i_star - 1, i_star + num_steps + 2))
+    downtime = t_end - t_start - num_steps * step
     breakdown: dict[str, float] = {}
     for component, interval in intervals():
         breakdown[component] = max(breakdown.get(component, 0.0), overlap(interval, window))

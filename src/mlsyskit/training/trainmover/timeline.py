@@ -99,11 +99,19 @@ def last_completed_before(times: Mapping[int, float], t_event: float) -> int:
     return max(done)
 
 
-def stall(times: Mapping[int, float], i_star: int) -> tuple[float, float]:
-    """The stall window ``(T(i*), T(i*+1))``."""
-    if i_star not in times or i_star + 1 not in times:
-        raise DataError(f"iterations {i_star} and {i_star + 1} are not both in the step logs")
-    return times[i_star], times[i_star + 1]
+def stall(times: Mapping[int, float], i_star: int) -> tuple[float, float, int]:
+    """The stall window ``(T(i*), T(j), j - i*)``, with ``j`` the next iteration all ranks logged.
+
+    Usually ``j = i* + 1``. After a crash, the stayers may already have finished ``i* + 1``
+    while the dead rank never logged it; the joiner then starts from the replica's state at
+    ``i* + 2``, so ``i* + 1`` is progress (not lost work) yet has no full set of records. The
+    window then spans ``j - i*`` iterations, and the caller subtracts that many normal steps.
+    """
+    later = [it for it in times if it > i_star]
+    if i_star not in times or not later:
+        raise DataError(f"iteration {i_star} and a later complete one are not in the step logs")
+    j = min(later)
+    return times[i_star], times[j], j - i_star
 
 
 def overlap(interval: Sequence[float], window: tuple[float, float]) -> float:
