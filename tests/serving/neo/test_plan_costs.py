@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from mlsyskit.hardware import get_catalogue
+from mlsyskit.serving.metrics import RequestMetrics
 from mlsyskit.serving.neo.cost import CostTables, roofline_costs
 from mlsyskit.serving.neo.hosts import host_attention_speed
-from mlsyskit.serving.neo.loadtest import LoadPoint, sustainable_rate
+from mlsyskit.serving.neo.loadtest import LatencyStat, LoadPoint, steady_middle, sustainable_rate
 from mlsyskit.serving.neo.plan import ExecMode, SubBatchLoad, layer_time, slacks
 
 from .fakes import FakeCosts
@@ -68,3 +69,17 @@ def test_sustainable_rate_interpolates_the_crossing() -> None:
     assert sustainable_rate(pts, 0.04) == pytest.approx(2.5)
     assert sustainable_rate(pts, 1.0) == 3.0
     assert math.isclose(sustainable_rate(pts, 0.005), 0.5)
+
+
+def test_steady_middle_drops_warmup_and_drain_by_arrival() -> None:
+    # 10 requests, listed out of arrival order: the first 1 (10%) and last 3 (30%) go
+    ms = [RequestMetrics(f"r{i}", float(i), float(i), float(i) + 1.0, 1, 1) for i in range(10)]
+    kept = steady_middle(list(reversed(ms)))
+    assert [m.request_id for m in kept] == ["r1", "r2", "r3", "r4", "r5", "r6"]
+
+
+def test_sustainable_rate_reads_the_chosen_statistic() -> None:
+    pts = [LoadPoint(1.0, 0.5, 0, 0, 0.01), LoadPoint(2.0, 0.5, 0, 0, 0.03)]
+    # the steady mean crosses 0.02 halfway; P90 is above it from the first point
+    assert sustainable_rate(pts, 0.02, LatencyStat.STEADY_MEAN) == pytest.approx(1.5)
+    assert sustainable_rate(pts, 0.02) == pytest.approx(1.0 * 0.02 / 0.5)

@@ -12,6 +12,7 @@ The paper compares systems by the request rate each sustains at the same per-tok
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,27 @@ class LoadPoint:
     p90_token_latency_s: float
     mean_token_latency_s: float
     throughput_rps: float
+    #: mean per-token latency over the steady middle of the run (arrival order: the first
+    #: 10% and last 30% dropped, as the paper's ``benchmark.py`` does)
+    steady_mean_token_latency_s: float = math.nan
+
+
+class LatencyStat(enum.Enum):
+    """Which per-token latency statistic a sustainable rate is read at."""
+
+    P90 = "p90_token_latency_s"
+    STEADY_MEAN = "steady_mean_token_latency_s"  # the paper's metric (averaged, steady middle)
+
+    def of(self, point: LoadPoint) -> float:
+        return float(getattr(point, self.value))
+
+
+def steady_middle(metrics: Sequence[RequestMetrics], head: float = 0.1,
+                  tail: float = 0.3) -> list[RequestMetrics]:
+    """Requests in the middle of the run by arrival (warm-up and drain dropped)."""
+    ordered = sorted(metrics, key=lambda m: m.arrival_s)
+    lo, hi = int(len(ordered) * head), len(ordered) - int(len(ordered) * tail)
+    return ordered[lo:hi] if hi > lo else ordered
 
 
 def per_token_latencies(metrics: Sequence[RequestMetrics]) -> list[float]:
@@ -56,8 +78,9 @@ def run_point(
                              "requests finished")
     ptl = per_token_latencies(metrics)
     span = max(m.finish_s for m in metrics) - min(m.arrival_s for m in metrics)
+    steady = float(np.mean(per_token_latencies(steady_middle(metrics))))
     return LoadPoint(rate, float(np.percentile(ptl, 90)), float(np.mean(ptl)),
-                     num_requests / max(span, 1e-12))
+                     num_requests / max(span, 1e-12), steady)
 
 
 def capacity(setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int,
@@ -73,8 +96,9 @@ def sweep(
     return [run_point(setup, offload, make, num_requests, r, seed) for r in rates]
 
 
-def sustainable_rate(points: Sequence[LoadPoint], bound_s: float) -> float:
-    """Rate where P90 per-token latency first exceeds ``bound_s`` (interpolated).
+def sustainable_rate(points: Sequence[LoadPoint], bound_s: float,
+                     stat: LatencyStat = LatencyStat.P90) -> float:
+    """Rate where the per-token latency ``stat`` first exceeds ``bound_s`` (interpolated).
 
     If no point exceeds it the last rate is returned (a lower bound); if the first already
     does, the rate is scaled down in proportion (an upper bound).
@@ -82,12 +106,10 @@ def sustainable_rate(points: Sequence[LoadPoint], bound_s: float) -> float:
     pts = sorted(points, key=lambda p: p.rate)
     prev = None
     for p in pts:
-        if p.p90_token_latency_s > bound_s:
+        if stat.of(p) > bound_s:
             if prev is None:
-                return p.rate * bound_s / p.p90_token_latency_s
-            frac = (bound_s - prev.p90_token_latency_s) / (
-                p.p90_token_latency_s - prev.p90_token_latency_s
-            )
+                return p.rate * bound_s / stat.of(p)
+            frac = (bound_s - stat.of(prev)) / (stat.of(p) - stat.of(prev))
             return prev.rate + frac * (p.rate - prev.rate)
         prev = p
     return pts[-1].rate
@@ -120,6 +142,7 @@ def compare(
     bound_factor: float = 2.0,
     max_extra_points: int = 6,
     seed: int = 0,
+    stat: LatencyStat = LatencyStat.P90,
 ) -> Comparison:
     """Sweep each system at fractions of its own capacity and find its sustainable rate.
 
@@ -135,14 +158,14 @@ def compare(
         cap = caps[mode.value] = capacity(setup, mode, make, num_requests, seed)
         points = sweep(setup, mode, make, num_requests, [f * cap for f in fractions], seed)
         if mode is OffloadMode.NONE:
-            bound = bound_factor * min(points, key=lambda p: p.rate).p90_token_latency_s
+            bound = bound_factor * stat.of(min(points, key=lambda p: p.rate))
         # offline capacity of a finite run underestimates the sustainable rate; extend the
         # sweep until the latency bound is crossed
         extra = 0
-        while points[-1].p90_token_latency_s <= bound and extra < max_extra_points:
+        while stat.of(points[-1]) <= bound and extra < max_extra_points:
             points.append(run_point(setup, mode, make, num_requests, points[-1].rate * 1.25,
                                     seed))
             extra += 1
         curves[mode.value] = points
-    rates = {name: sustainable_rate(points, bound) for name, points in curves.items()}
+    rates = {name: sustainable_rate(points, bound, stat) for name, points in curves.items()}
     return Comparison(setup.name, workload, bound, curves, rates, caps)
