@@ -22,7 +22,8 @@ def test_table_has_a_row_per_metric(tmp_path: Path) -> None:
     _write(tmp_path / "r")
     table = render_results_table(tmp_path / "r")
     assert "| NEO | t4_throughput_gain | 5.2 | 7.5 | >= 4 | yes | simulated |" in table
-    assert "| NEO | x | 1 |  |  |  | measured |" in table
+    assert "| NEO | x |" not in table  # no target, no paper figure: JSON only
+    assert "neo.json" not in table and "<system>.json" in table
 
 
 def test_empty_results_say_so(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ def _fmt(value: object) -> str:
 
 
 def render_results_table(results_dir: Path) -> str:
-    """A Markdown table: one row per metric of every result file, with paper figure and target."""
+    """A Markdown table of every result file's headline metrics (those with a target or a paper
+    figure); supporting metrics stay in the JSON files, which the table's footer names."""
     rows = [
         "| system | metric | measured | paper | target | met | clock |",
         "|---|---|---|---|---|---|---|",
@@ -37,6 +38,8 @@ def render_results_table(results_dir: Path) -> str:
         found = True
         suffix = " (quick)" if doc.get("quick") else ""
         for name, value in metrics.items():
+            if name not in doc.get("targets", {}) and name not in doc.get("paper", {}):
+                continue  # supporting figures stay in the JSON file
             met = doc.get("target_met", {}).get(name)
             rows.append(
                 "| {sys} | {name} | {val} | {paper} | {target} | {met} | {clock} |".format(
@@ -51,6 +54,8 @@ def render_results_table(results_dir: Path) -> str:
             )
     if not found:
         return "_No results yet: run `make bench`._"
+    rows.append("")
+    rows.append(f"Supporting figures and notes: `{results_dir}/<system>.json`.")
     return "\n".join(rows)
 
 
