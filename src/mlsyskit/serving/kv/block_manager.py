@@ -144,19 +144,7 @@ class BlockManager:
 
     def swap_out(self, request_id: str) -> list[tuple[int, int]]:
         """Move a request's KV to the host pool; returns the (device, host) block copies to do."""
-        table = self._device_tables.get(request_id)
-        if not table:
-            raise KVCacheError(f"request {request_id} has no device blocks to swap out")
-        if len(table) > self.host.num_free:
-            raise KVCacheError(
-                f"request {request_id}: {len(table)} blocks to swap out, "
-                f"{self.host.num_free} free on the host"
-            )
-        host_blocks = self.host.take(len(table))
-        del self._device_tables[request_id]
-        self.device.give_back(table)
-        self._host_tables[request_id] = host_blocks
-        return list(zip(table, host_blocks, strict=True))
+        return self._move(request_id, to_host=True)
 
     def can_swap_in(self, request_id: str, num_tokens: int = 0) -> bool:
         """Whether the request's host KV (and room for ``num_tokens`` tokens) fits the device."""
@@ -165,19 +153,32 @@ class BlockManager:
 
     def swap_in(self, request_id: str) -> list[tuple[int, int]]:
         """Move a request's KV back to the device; returns the (host, device) block copies."""
-        table = self._host_tables.get(request_id)
+        return self._move(request_id, to_host=False)
+
+    def _move(self, request_id: str, *, to_host: bool) -> list[tuple[int, int]]:
+        """Move a request's whole block table between pools; one mechanism for both directions."""
+        src_tables, dst_tables = (
+            (self._device_tables, self._host_tables)
+            if to_host
+            else (self._host_tables, self._device_tables)
+        )
+        src_pool, dst_pool = (self.device, self.host) if to_host else (self.host, self.device)
+        src_name, verb, dst_name = (
+            ("device", "swap out", "host") if to_host else ("host", "swap in", "device")
+        )
+        table = src_tables.get(request_id)
         if not table:
-            raise KVCacheError(f"request {request_id} has no host blocks to swap in")
-        if len(table) > self.device.num_free:
+            raise KVCacheError(f"request {request_id} has no {src_name} blocks to {verb}")
+        if len(table) > dst_pool.num_free:
             raise KVCacheError(
-                f"request {request_id}: {len(table)} blocks to swap in, "
-                f"{self.device.num_free} free on the device"
+                f"request {request_id}: {len(table)} blocks to {verb}, "
+                f"{dst_pool.num_free} free on the {dst_name}"
             )
-        device_blocks = self.device.take(len(table))
-        del self._host_tables[request_id]
-        self.host.give_back(table)
-        self._device_tables[request_id] = device_blocks
-        return list(zip(table, device_blocks, strict=True))
+        new_blocks = dst_pool.take(len(table))
+        del src_tables[request_id]
+        src_pool.give_back(table)
+        dst_tables[request_id] = new_blocks
+        return list(zip(table, new_blocks, strict=True))
 
     # --- checking ------------------------------------------------------------------------
     def check_invariants(self) -> None:
