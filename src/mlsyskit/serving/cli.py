@@ -14,7 +14,9 @@ from typing import Annotated
 import typer
 
 from mlsyskit.clikit import console, new_app
+from mlsyskit.errors import ConfigError
 from mlsyskit.serving.engine import ExecutorKind
+from mlsyskit.serving.neo.scheduler import OffloadMode
 from mlsyskit.serving.policy import PolicyName
 
 app = new_app("Serve LLM requests: benchmark the engine, calibrate its simulator, run a server.")
@@ -48,8 +50,10 @@ def bench(
     num_requests: Annotated[int, typer.Option(help="Requests to serve.")] = 200,
     policy: Annotated[PolicyName, typer.Option(help="Scheduling policy.")] = PolicyName.FCFS,
     preemption: Annotated[
-        PreemptionMode, typer.Option(help="What preemption does with the KV cache.")
-    ] = PreemptionMode.RECOMPUTE,
+        PreemptionMode | None,
+        typer.Option(help="What preemption does with the KV cache (default: recompute; swap "
+                     "with --offload)."),
+    ] = None,
     max_num_seqs: Annotated[int, typer.Option(help="Requests per batch at most.")] = 256,
     max_num_batched_tokens: Annotated[int, typer.Option(help="Token budget per step.")] = 2048,
     num_device_blocks: Annotated[
@@ -60,6 +64,15 @@ def bench(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of arrivals, lengths and weights.")] = 0,
     out: Annotated[Path | None, typer.Option(help="Write summary + per-request JSON here.")] = None,
+    offload: Annotated[
+        OffloadMode | None,
+        typer.Option(help="Serve with NEO's engine: neo (partial offload of decode attention "
+                     "to the host CPU), fastdecode (all of it) or none (its device-only "
+                     "baseline). Default: the plain engine."),
+    ] = None,
+    host_cpu: Annotated[
+        str | None, typer.Option(help="Catalogue host CPU of the simulated GPU (with --offload).")
+    ] = None,
 ) -> None:
     """Serve a workload and print throughput and latency (TTFT, TPOT, end to end)."""
     import time
@@ -75,13 +88,27 @@ def bench(
     if model is None:
         model = "small" if executor is ExecutorKind.TORCH else "llama-3-8b"
     kv = KVAction.SWAP if preemption is PreemptionMode.SWAP else KVAction.DISCARD
-    engine = build_engine(
-        model, policy, executor=executor, hardware=hardware, tp=tp,
-        num_device_blocks=num_device_blocks, max_num_seqs=max_num_seqs,
-        max_num_batched_tokens=max_num_batched_tokens, cost_params_path=cost_params, seed=seed,
-        policy_kwargs={"preemption": kv},
-    )
     specs = make_workload(workload, num_requests, rate, seed=seed)
+    if offload is not None:  # NEO's engines (mlsyskit/serving/neo/routing.py)
+        from mlsyskit.serving.neo import routing
+
+        engine = routing.build_for_bench(
+            offload, executor=executor.value, model=model, hardware=hardware, tp=tp,
+            host_cpu=host_cpu, policy=policy.value,
+            preemption=None if preemption is None else preemption.value,
+            cost_params=cost_params, num_device_blocks=num_device_blocks,
+            max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+            specs=specs, seed=seed,
+        )
+    else:
+        if host_cpu is not None:
+            raise ConfigError("--host-cpu is only used with --offload")
+        engine = build_engine(
+            model, policy, executor=executor, hardware=hardware, tp=tp,
+            num_device_blocks=num_device_blocks, max_num_seqs=max_num_seqs,
+            max_num_batched_tokens=max_num_batched_tokens, cost_params_path=cost_params,
+            seed=seed, policy_kwargs={"preemption": kv},
+        )
     ids = None
     if executor is ExecutorKind.TORCH:
         from mlsyskit.serving.model import get_model_config
@@ -93,7 +120,8 @@ def bench(
     summary = summarize(metrics)
     stats = engine.stats()
     table = Table(title=f"{model} on {executor.value}"
-                  + (f" ({tp}x {hardware})" if executor is ExecutorKind.SIM else " (this CPU)"))
+                  + (f" ({tp}x {hardware})" if executor is ExecutorKind.SIM else " (this CPU)")
+                  + (f", offload {offload.value}" if offload is not None else ""))
     for column in ("metric", "mean", "p50", "p99"):
         table.add_column(column)
     for name in ("ttft_s", "tpot_s", "latency_s", "normalized_latency_s"):
@@ -107,10 +135,19 @@ def bench(
         f"{stats.num_preemptions} preemptions; ran in {wall:.2f} s of wall time",
         highlight=False,
     )
+    extra: dict[str, object] = {}
+    if offload is not None:
+        from mlsyskit.serving.neo import routing
+
+        routing.close(engine)
+        line = routing.describe(engine)
+        if line is not None:
+            console.print(line, highlight=False)
+        extra = {"offload": offload.value, "host_cpu": host_cpu}
     if out is not None:
         write_metrics_json(out, summary, metrics, model=model, executor=executor.value,
                            hardware=hardware, tp=tp, workload=workload, rate=rate,
-                           policy=policy.value, wall_s=wall)
+                           policy=policy.value, wall_s=wall, **extra)
         console.print(f"wrote {out}")
 
 
@@ -159,11 +196,15 @@ def serve_default(
     checkpoint: Annotated[
         Path | None, typer.Option(help="Local Hugging Face Llama directory to serve.")
     ] = None,
+    offload: Annotated[
+        OffloadMode | None, typer.Option(help="Serve with NEO's engine (see `serve run`).")
+    ] = None,
 ) -> None:
     """`mlsyskit serve --model tiny [--policy fcfs] [--port 8000]` is `mlsyskit serve run ...`."""
     if ctx.invoked_subcommand is not None:
         return
-    serve_run(model=model or "tiny", policy=policy, host=host, port=port, checkpoint=checkpoint)
+    serve_run(model=model or "tiny", policy=policy, host=host, port=port, checkpoint=checkpoint,
+              offload=offload)
 
 # NEO's commands (`mlsyskit serve neo bench --offload neo|none|fastdecode ...`)
 from mlsyskit.serving.neo.cli import app as neo_app  # noqa: E402

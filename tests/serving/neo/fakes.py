@@ -43,13 +43,17 @@ def create_neo_scheduler(
     max_num_batched_tokens: int = 256,
     offload: OffloadMode = OffloadMode.NEO,
     backlog_guard: bool = True,
+    neo: NeoConfig | None = None,
+    watermark: float = 0.0,
 ) -> NeoScheduler:
+    """A scheduler over :class:`FakeCosts`; ``neo`` overrides ``offload``/``backlog_guard``."""
     config = SchedulerConfig(max_num_seqs=max_num_seqs,
                              max_num_batched_tokens=max_num_batched_tokens,
-                             enable_chunked_prefill=False, watermark=0.0)
+                             enable_chunked_prefill=False, watermark=watermark)
     bm = NeoBlockManager(num_device_blocks, num_host_blocks, block_size)
-    return NeoScheduler(config, bm, FCFSPolicy(), FakeCosts(),
-                        NeoConfig(offload=offload, backlog_guard=backlog_guard))
+    if neo is None:
+        neo = NeoConfig(offload=offload, backlog_guard=backlog_guard)
+    return NeoScheduler(config, bm, FCFSPolicy(), FakeCosts(), neo)
 
 
 def fake_result(plan: StepPlan) -> StepResult:

@@ -29,3 +29,16 @@ def test_bench_rejects_an_unknown_setup() -> None:
     result = runner.invoke(app, ["serve", "neo", "bench", "--setup", "t5", "--num-requests", "2"])
     assert result.exit_code == 2
     assert "t4-7b" in result.output
+
+
+def test_bench_paper_rules_pipeline_where_the_defaults_fall_back() -> None:
+    # A10G g5.16xlarge, 40 offline requests of ~1000/50 tokens: the device holds ~26, the rest
+    # wait. The paper's throughput rule pipelines some steps; the latency-aware defaults run
+    # device-only (a pipelined step would grow the iteration more than the throughput).
+    args = ["serve", "neo", "bench", "--offload", "neo", "--setup", "a10g-8b-16", "--workload",
+            "synthetic", "--output-len", "50", "--rate", "inf", "--num-requests", "40"]
+    default = runner.invoke(app, args)
+    paper = runner.invoke(app, [*args, "--paper-rules"])
+    assert default.exit_code == 0 and paper.exit_code == 0, default.output + paper.output
+    assert "steps: 0 pipelined" in default.output and "0 on the host" in default.output
+    assert "steps: 0 pipelined" not in paper.output

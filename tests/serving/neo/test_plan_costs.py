@@ -12,7 +12,16 @@ from mlsyskit.serving.metrics import RequestMetrics
 from mlsyskit.serving.neo.cost import CostTables, roofline_costs
 from mlsyskit.serving.neo.hosts import host_attention_speed
 from mlsyskit.serving.neo.loadtest import LatencyStat, LoadPoint, steady_middle, sustainable_rate
-from mlsyskit.serving.neo.plan import ExecMode, SubBatchLoad, layer_time, slacks
+from mlsyskit.serving.neo.plan import (
+    ExecMode,
+    ModeRule,
+    SubBatchLoad,
+    host_queue_served,
+    layer_time,
+    pipelining_headroom,
+    pipelining_pays,
+    slacks,
+)
 
 from .fakes import FakeCosts
 
@@ -83,3 +92,67 @@ def test_sustainable_rate_reads_the_chosen_statistic() -> None:
     # the steady mean crosses 0.02 halfway; P90 is above it from the first point
     assert sustainable_rate(pts, 0.02, LatencyStat.STEADY_MEAN) == pytest.approx(1.5)
     assert sustainable_rate(pts, 0.02) == pytest.approx(1.0 * 0.02 / 0.5)
+
+
+def _hand_tables() -> CostTables:
+    """linr 1 ms flat, gdec 0.1 us/token, cdec 0.2 us/token for any count, lnch 0.1 ms."""
+    return CostTables(
+        num_layers=1, linr_x=(1, 100), linr_s=(1e-3, 1e-3), pref_x=(16,), pref_s=(0.0,),
+        gdec_x=(0, 1000), gdec_s=(0.0, 1e-4), cdec_n=(1, 2), cdec_x=(0, 1000),
+        cdec_s=((0.0, 2e-4), (0.0, 2e-4)), lnch_s=1e-4, extra_fixed_s=0.0,
+        extra_per_seq_s=0.0, link_per_token_s=0.0, source="hand",
+    )
+
+
+@pytest.mark.parametrize(
+    ("n_seq", "t_seq", "n_pip", "t_pip", "throughput", "power"),
+    [
+        (10, 1.0, 18, 1.5, True, False),  # 12 > 10 req/s, but 18 / 2.25 = 8 < 10
+        (10, 1.0, 25, 1.5, True, True),  # 25 / 2.25 = 11.1 > 10
+        (10, 1.0, 20, 2.0, False, False),  # 2x the requests in 2x the time: no gain
+        (0, 0.0, 3, 1.0, True, True),  # nothing on the device: any pipelined step wins
+        (5, 1.0, 0, 0.0, False, False),  # nothing to pipeline
+    ],
+)
+def test_mode_rules_by_hand(n_seq: int, t_seq: float, n_pip: int, t_pip: float,
+                            throughput: bool, power: bool) -> None:
+    assert pipelining_pays(ModeRule.THROUGHPUT, n_seq, t_seq, n_pip, t_pip) is throughput
+    assert pipelining_pays(ModeRule.POWER, n_seq, t_seq, n_pip, t_pip) is power
+
+
+@pytest.mark.parametrize(
+    ("num_host", "throughput", "power"),
+    [
+        (0, True, True),  # nothing on the host: nothing left idle
+        (1, False, False),  # 3 requests in 2.02 ms < 2 in 1.02 ms
+        (4, True, False),  # 6 / 2.02 ms = 2970 > 1961 req/s; 6 / 2.02^2 = 1.47 < 1.92 /ms^2
+        (8, True, True),  # 10 / 2.02^2 = 2.45 > 1.92
+        (9, False, False),  # the ninth breaks b0's slack: one would sit idle
+    ],
+)
+def test_host_queue_served_by_hand(num_host: int, throughput: bool, power: bool) -> None:
+    # device: 2 decodes of 100 tokens -> t_g = linr 1 ms + gdec 0.02 ms = 1.02 ms.
+    # each host decode (1000 tokens) costs 0.2 ms of host attention, plus 0.1 ms launch per
+    # sub-batch. Walking the queue (first into b1, then the sub-batch with more slack):
+    # b1, b0, b0, b1, b0, b1, b0, b1 -> after 8: remains = (0.12, 0.10) ms; a 9th in b0 would
+    # need 1.1 ms of host time behind 1.02 ms of device time.
+    tables = _hand_tables()
+    b0 = SubBatchLoad(num_tokens=2, num_seqs=2, gdec_tokens=200)
+    assert b0.gpu_time(tables) == pytest.approx(1.02e-3)
+    ctx = [1000] * num_host
+    assert host_queue_served(tables, b0, ctx, ModeRule.THROUGHPUT) is throughput
+    assert host_queue_served(tables, b0, ctx, ModeRule.POWER) is power
+    assert b0 == SubBatchLoad(num_tokens=2, num_seqs=2, gdec_tokens=200)  # not mutated
+
+
+def test_pipelining_headroom_by_hand() -> None:
+    # 2 device decodes of 1000 tokens: t_g = linr 1 ms + gdec(2000) 0.2 ms = 1.2 ms.
+    # host decodes of 1000 tokens cost 0.2 ms each + 0.1 ms launch per sub-batch:
+    # b1 hides behind linr(b0) = 1 ms -> 4 (0.9 ms); b0 behind linr(b1) + gdec(b0) = 1.2 ms
+    # -> 5 (1.1 ms). So 11 requests in 1 + 0.2 + 1 = 2.2 ms instead of 2 in 1.2 ms.
+    head = pipelining_headroom(_hand_tables(), num_device=2, ctx=1000)
+    assert head.t_seq == pytest.approx(1.2e-3)
+    assert head.num_host == 9
+    assert head.t_pip == pytest.approx(1e-3 + 2e-4 + 1e-3)
+    assert head.throughput_gain == pytest.approx((11 / 2.2e-3) / (2 / 1.2e-3))
+    assert head.iteration_growth == pytest.approx(2.2 / 1.2)

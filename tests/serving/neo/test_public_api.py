@@ -10,7 +10,7 @@ import mlsyskit.serving.neo as neo
 
 def test_all_is_pinned() -> None:
     assert sorted(neo.__all__) == sorted([
-        "SETUPS", "CostTables", "ExecMode", "NeoBlockManager", "NeoConfig", "NeoEngine",
+        "SETUPS", "CostTables", "ExecMode", "ModeRule", "NeoBlockManager", "NeoConfig", "NeoEngine",
         "NeoScheduler", "NeoSimExecutor", "NeoStepPlan", "OffloadMode", "RooflineLayerCosts",
         "build_sim_engine",
     ])

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mlsyskit.serving.errors import RequestTooLargeError
-from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan
-from mlsyskit.serving.neo.scheduler import NeoScheduler, OffloadMode
+from mlsyskit.serving.neo.plan import ExecMode, ModeRule, NeoStepPlan
+from mlsyskit.serving.neo.scheduler import NeoConfig, NeoScheduler, OffloadMode
 from mlsyskit.serving.request import make_request
 
 from .fakes import create_neo_scheduler, fake_result
+
+#: the rules these placement tests were written for: the throughput mode choice, no steady
+#: admission (the tests of the latency-aware additions come after)
+THROUGHPUT_RULES = NeoConfig(steady_admission=False, mode_rule=ModeRule.THROUGHPUT)
 
 
 def _add(s: NeoScheduler, lengths: list[tuple[int, int]]) -> None:
@@ -30,7 +34,7 @@ def _step(s: NeoScheduler, now: float = 0.0) -> NeoStepPlan:
 def test_first_prefill_on_device_later_ones_on_host() -> None:
     # 8 device blocks of 4 tokens: r0 (12 + 1 tokens -> 4 blocks) fits, r1 (20 -> 6) does not,
     # so r1 goes to the host and r2, though it would fit, follows it (FCFS fairness)
-    s = create_neo_scheduler(num_device_blocks=8)
+    s = create_neo_scheduler(num_device_blocks=8, neo=THROUGHPUT_RULES)
     _add(s, [(12, 5), (20, 5), (4, 5)])
     plan = _step(s)
     placement = {r.request_id: h for r, h in zip(plan.requests, plan.on_host, strict=True)}
@@ -42,7 +46,9 @@ def test_first_prefill_on_device_later_ones_on_host() -> None:
 def test_host_decodes_are_limited_by_slack() -> None:
     # FakeCosts: linr = 1 s, host 0.1 s per request -> remains[j] = 1 - 0.1 x n_j, so at most
     # 10 host decodes per sub-batch (all contexts equal, so one rejection ends the walk)
-    s = create_neo_scheduler(num_device_blocks=16, max_num_seqs=64, backlog_guard=False)
+    s = create_neo_scheduler(num_device_blocks=16, max_num_seqs=64,
+                             neo=NeoConfig(backlog_guard=False, steady_admission=False,
+                                           mode_rule=ModeRule.THROUGHPUT))
     _add(s, [(8, 50)] * 31)
     for _ in range(10):
         _step(s)
@@ -60,7 +66,8 @@ def test_host_decodes_are_limited_by_slack() -> None:
 
 def test_sequential_when_pipelining_does_not_pay() -> None:
     # 3 device decodes and one host decode: sequential 3 req / 1 s beats pipelined 4 / 2 s
-    s = create_neo_scheduler(num_device_blocks=12, backlog_guard=False)
+    s = create_neo_scheduler(num_device_blocks=12,
+                             neo=NeoConfig(backlog_guard=False, steady_admission=False))
     _add(s, [(4, 20), (4, 20), (4, 20), (26, 20)])
     first = _step(s)
     assert sum(first.on_host) == 1  # r3 (27 tokens, 7 blocks) did not fit the device
@@ -98,22 +105,32 @@ def test_fastdecode_puts_every_decode_on_the_host() -> None:
 @settings(max_examples=40, deadline=None)
 @given(
     lengths=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 12)), min_size=1, max_size=14),
-    num_device_blocks=st.integers(14, 24),
+    num_device_blocks=st.integers(8, 24),
     num_host_blocks=st.integers(12, 80),
     max_num_seqs=st.integers(1, 10),
     offload=st.sampled_from([OffloadMode.NEO, OffloadMode.FASTDECODE]),
     guard=st.booleans(),
+    steady=st.booleans(),
+    rule=st.sampled_from(list(ModeRule)),
+    watermark=st.sampled_from([0.0, 0.1]),
 )
 def test_no_request_lost_or_duplicated_and_pools_never_overflow(
     lengths: list[tuple[int, int]], num_device_blocks: int, num_host_blocks: int,
-    max_num_seqs: int, offload: OffloadMode, guard: bool,
+    max_num_seqs: int, offload: OffloadMode, guard: bool, steady: bool, rule: ModeRule,
+    watermark: float,
 ) -> None:
     if offload is OffloadMode.FASTDECODE:  # every request must fit the host pool there
         num_host_blocks = max(num_host_blocks, 13)
+    # the engine refuses requests that could never fit the device pool; near that size they
+    # exceed the device's admission limit and must start on the host
+    lengths = [(p, o) for p, o in lengths if (p + o + 3) // 4 <= num_device_blocks]
+    assume(lengths)
+    neo = NeoConfig(offload=offload, backlog_guard=guard, steady_admission=steady,
+                    mode_rule=rule)
     s = create_neo_scheduler(num_device_blocks=num_device_blocks,
                              num_host_blocks=num_host_blocks, block_size=4,
                              max_num_seqs=max_num_seqs, max_num_batched_tokens=64,
-                             offload=offload, backlog_guard=guard)
+                             neo=neo, watermark=watermark)
     _add(s, lengths)
     generated = {f"r{i}": 0 for i in range(len(lengths))}
     finished: list[str] = []
@@ -162,3 +179,88 @@ def test_neo_keeps_a_request_larger_than_the_host_pool_on_the_device() -> None:
     plan = _step(s)
     assert [r.request_id for r in plan.requests] == ["r0", "r1"]
     assert plan.on_host == (False, False)
+
+
+# --- the latency-aware additions: steady admission, power mode rule, device fill -----------
+
+
+@pytest.mark.parametrize(
+    ("num_host", "rule", "admitted"),
+    [
+        # FakeCosts: linr 1 s per sub-batch, host 0.1 s per request. The next decode-only step
+        # has r0 on the device (n_g = 1, t_g = 1 s) and the new requests on the host: the slack
+        # walk puts them in b1 then b0, so pipelined serves 1 + k requests in 2 s.
+        (3, ModeRule.THROUGHPUT, True),  # 4 / 2 = 2 req/s > 1 / 1
+        (3, ModeRule.POWER, False),  # 4 / 2^2 = 1 = 1 / 1^2: not better, they wait
+        (4, ModeRule.POWER, True),  # 5 / 4 = 1.25 > 1
+        (1, ModeRule.THROUGHPUT, False),  # 2 / 2 = 1: not better
+    ],
+)
+def test_steady_admission_lets_a_prefill_onto_the_host_only_if_it_will_be_decoded(
+    num_host: int, rule: ModeRule, admitted: bool
+) -> None:
+    # 5 device blocks of 4: r0 (12 + 1 tokens, 4 blocks) fits; every later one (8 + 1 tokens,
+    # 3 blocks) must go to the host
+    s = create_neo_scheduler(num_device_blocks=5, neo=NeoConfig(mode_rule=rule))
+    _add(s, [(12, 5)] + [(8, 5)] * num_host)
+    plan = _step(s)
+    on_host = [r.request_id for r, h in zip(plan.requests, plan.on_host, strict=True) if h]
+    if admitted:
+        assert on_host == [f"r{i}" for i in range(1, num_host + 1)]
+        assert len(s.cpu_q) == num_host and s.num_waiting == 0
+        assert _step(s).mode is ExecMode.PIPELINED  # and the next step does decode them
+    else:
+        assert [r.request_id for r in plan.requests] == ["r0"]
+        assert not s.cpu_q and s.num_waiting == num_host  # they wait for the device
+
+
+@pytest.mark.parametrize(("rule", "mode"), [(ModeRule.THROUGHPUT, ExecMode.PIPELINED),
+                                            (ModeRule.POWER, ExecMode.SEQUENTIAL)])
+def test_power_rule_declines_a_pipelined_step_that_only_stretches_the_iteration(
+    rule: ModeRule, mode: ExecMode
+) -> None:
+    # r0 on the device, r1..r3 admitted to the host (no steady admission). Decode step:
+    # device-only serves 1 request in 1 s; pipelined 4 in 2 s: 2 req/s beats 1 (throughput),
+    # but 4 / 2^2 = 1 does not beat 1 / 1^2 (power): the host decodes wait.
+    s = create_neo_scheduler(num_device_blocks=5,
+                             neo=NeoConfig(steady_admission=False, mode_rule=rule))
+    _add(s, [(12, 5)] + [(8, 5)] * 3)
+    assert sum(_step(s).on_host) == 3
+    plan = _step(s)
+    assert plan.mode is mode
+    assert sum(plan.on_host) == (3 if mode is ExecMode.PIPELINED else 0)
+
+
+def test_new_prefills_fill_the_device_up_to_the_device_only_watermark() -> None:
+    # 20 blocks, watermark 0.1 -> 2 reserved, as the device-only engine keeps: 18 usable.
+    # r0, r1, r2 (23 + 1 tokens, 6 blocks each) take 18 <= 18; r3 (1 block) would make 19 > 18
+    # and goes to the host (the old 95% cap, 19 blocks, kept it on the device).
+    s = create_neo_scheduler(num_device_blocks=20, watermark=0.1,
+                             neo=NeoConfig(steady_admission=False))
+    _add(s, [(23, 5), (23, 5), (23, 5), (2, 5)])
+    plan = _step(s)
+    placement = {r.request_id: h for r, h in zip(plan.requests, plan.on_host, strict=True)}
+    assert placement == {"r0": False, "r1": False, "r2": False, "r3": True}
+
+
+def test_paper_config_is_the_papers_rules() -> None:
+    paper = NeoConfig.paper()
+    assert (paper.backlog_guard, paper.device_fcfs, paper.steady_admission) == (
+        False, False, False)
+    assert paper.mode_rule is ModeRule.THROUGHPUT
+    assert NeoConfig().mode_rule is ModeRule.POWER and NeoConfig().steady_admission
+
+
+def test_steady_admission_never_blocks_a_request_the_device_cannot_admit() -> None:
+    # 14 blocks, watermark 0.1 -> 1 reserved: a 52-token prompt (14 blocks with its first
+    # token) is over the device's admission limit, so it must start on the host; with nothing
+    # on the device, steady admission lets it (otherwise it would wait forever)
+    s = create_neo_scheduler(num_device_blocks=14, watermark=0.1, neo=NeoConfig())
+    _add(s, [(52, 2)])
+    plan = _step(s)
+    assert plan.on_host == (True,)
+    for step in range(1, 5):
+        if not s.has_unfinished():
+            break
+        _step(s, float(step))
+    assert not s.has_unfinished()

@@ -3,7 +3,8 @@
 The public API (importing it does not import torch; the real executor lives in
 :mod:`mlsyskit.serving.neo.torch_executor` and :mod:`mlsyskit.serving.neo.real`):
 
-* :class:`NeoScheduler`, :class:`NeoConfig`, :class:`OffloadMode` - the load-aware rules;
+* :class:`NeoScheduler`, :class:`NeoConfig`, :class:`OffloadMode`, :class:`ModeRule` - the
+  load-aware rules;
 * :class:`NeoStepPlan`, :class:`ExecMode` - what the scheduler hands an executor;
 * :class:`NeoBlockManager` - host tables that grow;
 * :class:`CostTables`, :class:`RooflineLayerCosts` - profiled and true per-layer costs;
@@ -15,7 +16,7 @@ from __future__ import annotations
 from mlsyskit.serving.neo.block_manager import NeoBlockManager
 from mlsyskit.serving.neo.cost import CostTables, RooflineLayerCosts
 from mlsyskit.serving.neo.engine import SETUPS, NeoEngine, build_sim_engine
-from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan
+from mlsyskit.serving.neo.plan import ExecMode, ModeRule, NeoStepPlan
 from mlsyskit.serving.neo.scheduler import NeoConfig, NeoScheduler, OffloadMode
 from mlsyskit.serving.neo.sim import NeoSimExecutor
 
@@ -23,6 +24,7 @@ __all__ = [
     "SETUPS",
     "CostTables",
     "ExecMode",
+    "ModeRule",
     "NeoBlockManager",
     "NeoConfig",
     "NeoEngine",

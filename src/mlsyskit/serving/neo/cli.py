@@ -52,28 +52,33 @@ def bench(
         Path | None, typer.Option(help="Cost tables the scheduler plans with (`neo profile`).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of arrivals, lengths and weights.")] = 0,
+    paper_rules: Annotated[
+        bool, typer.Option(help="The paper's exact rules (throughput mode choice, no latency "
+                           "guards) instead of the defaults.")
+    ] = False,
 ) -> None:
     """Serve one workload and print latency, throughput and NEO's decisions."""
     import numpy as np
 
     from mlsyskit.serving.neo.cost import CostTables
     from mlsyskit.serving.neo.loadtest import per_token_latencies
-    from mlsyskit.serving.neo.scheduler import NeoScheduler
+    from mlsyskit.serving.neo.scheduler import NeoConfig, NeoScheduler
     from mlsyskit.serving.neo.workloads import neo_workload
     from mlsyskit.serving.runner import random_prompt_ids, run_workload
 
     planned = CostTables.from_json(tables) if tables is not None else None
+    rules = NeoConfig.paper() if paper_rules else None
     if executor is Executor.SIM:
         from mlsyskit.serving.neo.engine import build_sim_engine
 
-        engine = build_sim_engine(setup, offload, tables=planned, seed=seed)
+        engine = build_sim_engine(setup, offload, tables=planned, seed=seed, neo=rules)
         ids = None
         where = f"simulated {setup}"
     else:
         from mlsyskit.serving.model import get_model_config
         from mlsyskit.serving.neo.real import build_torch_engine
 
-        engine = build_torch_engine(model, offload, tables=planned, seed=seed)
+        engine = build_torch_engine(model, offload, tables=planned, seed=seed, neo=rules)
         ids = random_prompt_ids(get_model_config(model).vocab_size, seed)
         where = f"real {model} on this CPU"
         # paper-length prompts do not fit a small random model: short synthetic requests

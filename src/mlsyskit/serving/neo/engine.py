@@ -8,7 +8,7 @@ scheduler (FCFS, swap preemption). On the simulator all three are charged by one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlsyskit.errors import ConfigError
 from mlsyskit.serving.clock import Clock, SimClock
@@ -131,11 +131,13 @@ def build_sim_engine(
     tables: CostTables | None = None,
     noise: float = 0.0,
     seed: int = 0,
+    neo: NeoConfig | None = None,
 ) -> Engine:
     """A simulated engine on ``setup`` with NEO, FastDecode+ or device-only (``none``).
 
     The scheduler predicts with ``tables`` (default: sampled from the setup's roofline on NEO's
-    profiling grids); the executor charges the roofline itself.
+    profiling grids); the executor charges the roofline itself. ``neo`` overrides NEO's rules
+    (its ``offload`` is replaced by ``offload``; e.g. ``NeoConfig.paper()``).
     """
     s = get_setup(setup) if isinstance(setup, str) else setup
     mode = OffloadMode(offload) if isinstance(offload, str) else offload
@@ -156,4 +158,4 @@ def build_sim_engine(
     if dev < 1:
         raise ConfigError(f"setup {s.name}: no device KV blocks")
     return NeoEngine(executor, FCFSPolicy(preemption=KVAction.SWAP), config, SimClock(),
-                     costs=tables, neo=NeoConfig(offload=mode))
+                     costs=tables, neo=replace(neo or NeoConfig(), offload=mode))

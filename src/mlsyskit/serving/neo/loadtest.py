@@ -22,7 +22,7 @@ import numpy as np
 from mlsyskit.errors import BenchmarkError
 from mlsyskit.serving.metrics import RequestMetrics
 from mlsyskit.serving.neo.engine import SimSetup, build_sim_engine
-from mlsyskit.serving.neo.scheduler import OffloadMode
+from mlsyskit.serving.neo.scheduler import NeoConfig, OffloadMode
 from mlsyskit.serving.runner import run_workload
 from mlsyskit.serving.workload import RequestSpec
 
@@ -67,10 +67,13 @@ def per_token_latencies(metrics: Sequence[RequestMetrics]) -> list[float]:
 
 def run_point(
     setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int, rate: float,
-    seed: int = 0,
+    seed: int = 0, neo: NeoConfig | None = None,
 ) -> LoadPoint:
-    """Serve ``num_requests`` at ``rate`` on the simulator; P90/mean per-token latency."""
-    engine = build_sim_engine(setup, offload, seed=seed)
+    """Serve ``num_requests`` at ``rate`` on the simulator; P90/mean per-token latency.
+
+    ``neo`` overrides NEO's rules (default :class:`NeoConfig`).
+    """
+    engine = build_sim_engine(setup, offload, seed=seed, neo=neo)
     specs = make(num_requests, rate, seed)
     metrics = run_workload(engine, specs, oracle_hints=False)
     if len(metrics) != num_requests:
@@ -84,9 +87,9 @@ def run_point(
 
 
 def capacity(setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int,
-             seed: int = 0) -> float:
+             seed: int = 0, neo: NeoConfig | None = None) -> float:
     """Offline throughput in requests/s."""
-    return run_point(setup, offload, make, num_requests, math.inf, seed).throughput_rps
+    return run_point(setup, offload, make, num_requests, math.inf, seed, neo).throughput_rps
 
 
 def sweep(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlsyskit.serving.neo.cost import LayerCosts
 from mlsyskit.serving.plan import StepPlan
@@ -22,6 +22,38 @@ class ExecMode(enum.Enum):
 
     SEQUENTIAL = "sequential"  # one batch, the usual layer loop
     PIPELINED = "pipelined"  # two sub-batches shifted by half a layer
+
+
+class ModeRule(enum.Enum):
+    """How the scheduler chooses between the pipelined plan and the device-only batch.
+
+    Both compare ``n`` requests served in ``t`` seconds of device time per layer (the host is
+    hidden by the slack rule):
+
+    * ``THROUGHPUT`` (the paper's step 5): pipelined iff ``n_p / t_p > n_g / t_g``;
+    * ``POWER``: pipelined iff ``n_p / t_p**2 > n_g / t_g**2``, i.e. iff its throughput gain
+      ``(n_p / t_p) / (n_g / t_g)`` exceeds its iteration-time growth ``t_p / t_g``. Every
+      request of the step waits for the whole iteration, so a pipelined step that serves 2x
+      the requests in 2x the time doubles everyone's per-token latency for no gain in rate;
+      this rule (Kleinrock's *power*, throughput / delay) declines it.
+    """
+
+    THROUGHPUT = "throughput"
+    POWER = "power"
+
+
+def pipelining_pays(rule: ModeRule, n_seq: int, t_seq: float, n_pip: int, t_pip: float) -> bool:
+    """Whether the pipelined plan (``n_pip`` requests, ``t_pip`` s) beats the device-only one.
+
+    An empty device-only plan (``t_seq == 0``) loses to any non-empty pipelined plan.
+    """
+    if t_pip <= 0 or n_pip <= 0:
+        return False
+    if t_seq <= 0:
+        return True
+    if rule is ModeRule.POWER:
+        return n_pip / t_pip**2 > n_seq / t_seq**2
+    return n_pip / t_pip > n_seq / t_seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +90,13 @@ class SubBatchLoad:
     cdec_seqs: int = 0
     cdec_tokens: int = 0
 
+    def add_host_decode(self, context_tokens: int, count: int = 1) -> None:
+        """Add (``count=1``) or take back (``count=-1``) one host decode of this context."""
+        self.num_tokens += count
+        self.num_seqs += count
+        self.cdec_seqs += count
+        self.cdec_tokens += count * context_tokens
+
     def gpu_time(self, costs: LayerCosts) -> float:
         """Device time per layer: linear layers + device attention."""
         return costs.linr(self.num_tokens) + self.pref_s + costs.gdec(self.gdec_tokens)
@@ -81,6 +120,86 @@ def slacks(costs: LayerCosts, b0: SubBatchLoad, b1: SubBatchLoad) -> tuple[float
     if not b1.cdec_seqs:
         r1 = max(r1, 0.0)
     return r0, r1
+
+
+def host_queue_served(
+    costs: LayerCosts, b0: SubBatchLoad, host_contexts: list[int], rule: ModeRule
+) -> bool:
+    """Would a decode-only step decode *every* host request, and would it run pipelined?
+
+    ``b0`` holds the device decodes of that step (no host work) and ``host_contexts`` the
+    context length of each host decode, in queue order. They are placed as the scheduler's
+    step 3 places them (first into b1, then into the sub-batch with more slack); one that
+    breaks the slack, or a pipelined plan that ``rule`` rejects against ``b0`` alone, means
+    some host request would sit idle in its pool in that step.
+    """
+    if not host_contexts:
+        return True
+    b = [replace(b0), SubBatchLoad()]
+    nxt = 1
+    for ctx in host_contexts:
+        b[nxt].add_host_decode(ctx)
+        r0, r1 = slacks(costs, b[0], b[1])
+        if min(r0, r1) < 0:
+            return False
+        nxt = 1 if r1 > r0 else 0
+    if not b[1].cdec_seqs:
+        return False
+    t_pip = b[0].gpu_time(costs) + b[1].gpu_time(costs)
+    return pipelining_pays(rule, b0.num_seqs, b0.gpu_time(costs),
+                           b[0].num_seqs + b[1].num_seqs, t_pip)
+
+
+@dataclass(frozen=True)
+class PipeliningHeadroom:
+    """The best pipelined decode step next to the device-only one (per layer).
+
+    ``num_host`` host decodes of ``ctx`` tokens fit the slack next to ``num_device`` device
+    decodes; ``t_seq`` / ``t_pip`` are the device seconds per layer of the two plans.
+    """
+
+    num_device: int
+    num_host: int
+    t_seq: float
+    t_pip: float
+
+    @property
+    def throughput_gain(self) -> float:
+        """Pipelined requests per second / device-only requests per second."""
+        return (self.num_device + self.num_host) / self.t_pip / (self.num_device / self.t_seq)
+
+    @property
+    def iteration_growth(self) -> float:
+        return self.t_pip / self.t_seq
+
+
+def pipelining_headroom(costs: LayerCosts, num_device: int, ctx: int,
+                        max_host: int = 4096) -> PipeliningHeadroom:
+    """How much a full host queue could add to a decode step of ``num_device`` device decodes.
+
+    Host decodes (all of ``ctx`` context tokens, like the device ones) are placed as the
+    scheduler's step 3 places them until the slack breaks. It says whether offloading can pay
+    at all on a setup: a throughput gain below 1, or below the iteration growth, means NEO's
+    rules fall back to device-only in decode steps.
+    """
+    b0 = SubBatchLoad(num_tokens=num_device, num_seqs=num_device,
+                      gdec_tokens=num_device * ctx)
+    t_seq = b0.gpu_time(costs)
+    b = [replace(b0), SubBatchLoad()]
+    nxt = 1
+    placed = 0
+    while placed < max_host:
+        trial = replace(b[nxt], num_tokens=b[nxt].num_tokens + 1, num_seqs=b[nxt].num_seqs + 1,
+                        cdec_seqs=b[nxt].cdec_seqs + 1, cdec_tokens=b[nxt].cdec_tokens + ctx)
+        pair = (trial, b[1]) if nxt == 0 else (b[0], trial)
+        r0, r1 = slacks(costs, *pair)
+        if min(r0, r1) < 0:
+            break
+        b[nxt] = trial
+        placed += 1
+        nxt = 1 if r1 > r0 else 0
+    t_pip = b[0].gpu_time(costs) + b[1].gpu_time(costs) if placed else t_seq
+    return PipeliningHeadroom(num_device, placed, t_seq, t_pip)
 
 
 def layer_time(costs: LayerCosts, b0: SubBatchLoad, b1: SubBatchLoad, mode: ExecMode) -> float:

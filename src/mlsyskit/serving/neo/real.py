@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from mlsyskit.serving.clock import WallClock
 from mlsyskit.serving.engine import Engine
@@ -40,11 +40,13 @@ def build_torch_engine(
     tables: CostTables | None = None,
     seed: int = 0,
     record_logits: bool = False,
+    neo: NeoConfig | None = None,
 ) -> Engine:
     """A real engine on this CPU: NEO, FastDecode+ or device-only (``none``).
 
     Both pools live in CPU memory but are separate :class:`PagedKVCache` objects; requests
-    placed on the host decode with attention on the host thread.
+    placed on the host decode with attention on the host thread. ``neo`` overrides NEO's rules
+    (its ``offload`` is replaced by ``offload``).
     """
     mode = OffloadMode(offload) if isinstance(offload, str) else offload
     cls = RecordingTorchExecutor if mode is OffloadMode.NONE else NeoTorchExecutor
@@ -65,7 +67,7 @@ def build_torch_engine(
                              max_num_batched_tokens=max_num_batched_tokens,
                              enable_chunked_prefill=False)
     return NeoEngine(executor, policy, config, WallClock(), costs=tables or planning_tables(),
-                     neo=NeoConfig(offload=mode))
+                     neo=replace(neo or NeoConfig(), offload=mode))
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,24 @@ Each :meth:`NeoScheduler.schedule` applies the paper's rules in order (notes §1
 1. device decodes count against the budget (one token each);
 2. **swap out** the newest device decodes while over the budget or the device pool; they go to
    the *front* of the CPU-decoding queue (they keep decoding, on the host);
-3. otherwise **swap in** host decodes, FCFS, while the device stays under ``swap_in_watermark``
-   of its blocks (hysteresis: never both in one step);
+3. otherwise **swap in** host decodes, FCFS, while the device stays under its swap-in
+   watermark (hysteresis: never both in one step);
 4. **admit prefills** FCFS while the token budget, sequence slots and pools allow; a prefill goes
    to the device unless an earlier prefill of this step went to the host (then all later ones
    do), or the device pool is full;
 5. **decide the batch**: b0 = prefills + device decodes; CPU decodes join b1 / b0 (whichever has
    more slack) while both sub-batches keep non-negative slack (:func:`~.plan.slacks`); drop
    host-destined prefills from b0 while it stays above ``linr_threshold_tokens`` and slack stays
-   non-negative; then run pipelined iff its predicted throughput (requests per second of device
-   time) beats the device-only batch's, else fall back to the device-only batch.
+   non-negative; then run pipelined iff it beats the device-only batch under the
+   :class:`~.plan.ModeRule` (the paper: requests per second of device time; default: that
+   throughput gain must also exceed the growth of the iteration, which every request of the
+   step waits for), else fall back to the device-only batch.
+
+Defaults add three latency guards to these rules (:class:`NeoConfig`, :meth:`NeoConfig.paper`
+removes them): a host-destined prefill is admitted only if the host will keep decoding it
+(*steady admission*), new prefills do not overtake host decodes for the device, and the mode
+rule is the latency-aware one. With them NEO falls back to the device-only engine's behaviour
+whenever offloading does not pay at equal latency.
 
 FastDecode+ (every decode on the host, no slack check, always pipelined) is the same class with
 :attr:`OffloadMode.FASTDECODE`. The scheduler predicts with its own :class:`LayerCosts` (profiled
@@ -31,7 +39,16 @@ from mlsyskit.errors import ConfigError
 from mlsyskit.serving.errors import RequestTooLargeError, ServingError
 from mlsyskit.serving.neo.block_manager import NeoBlockManager
 from mlsyskit.serving.neo.cost import LayerCosts
-from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan, SubBatchLoad, slacks, step_time
+from mlsyskit.serving.neo.plan import (
+    ExecMode,
+    ModeRule,
+    NeoStepPlan,
+    SubBatchLoad,
+    host_queue_served,
+    pipelining_pays,
+    slacks,
+    step_time,
+)
 from mlsyskit.serving.plan import StepPlan, StepResult
 from mlsyskit.serving.policy import Policy
 from mlsyskit.serving.request import Request, RequestStatus
@@ -59,29 +76,51 @@ class NeoConfig:
         (``linr_S_threshold``, 128 in the paper's code).
     swap_in_watermark
         Swap host decodes back in only while the device holds at most this fraction of its
-        blocks (0.95 in the paper's code).
+        blocks (0.95 in the paper's code). ``None`` (default): the device-only engine's own
+        readmission limit, ``1 - SchedulerConfig.watermark``, so that when offloading does
+        not pay NEO keeps exactly as many requests on the device as the engine it falls
+        back to (0.95 left up to 4% of the device idle while requests waited on the host).
     backlog_guard
         Not in the paper's rules: admit host-destined prefills only while the host places
         every request of its queue in this step (a saturated host would only queue them,
         which hurts tail latency on small hosts).
     device_fcfs
         Not in the paper's rules: while host decodes wait to swap in, new prefills do not
-        take the device (they may go to the host), and otherwise fill it only up to the
-        swap-in watermark, so newer requests cannot overtake older host-resident ones for the
-        device (FCFS; cuts P90 latency on fast GPUs). With both flags ``False`` the rules are
-        the paper's.
+        take the device (they may go to the host), so newer requests cannot overtake older
+        host-resident ones for the device (FCFS; cuts P90 latency on fast GPUs). Otherwise
+        new prefills fill the device up to the device-only engine's admission limit
+        (``SchedulerConfig.watermark`` kept free), not to the full pool.
+    steady_admission
+        Not in the paper's rules: admit host-destined prefills only if the next decode-only
+        step would decode every host request, pipelined (:func:`~.plan.host_queue_served`).
+        Otherwise a new request would be prefilled now, delaying every device decode, and
+        then sit idle in the host pool until it can swap in; the device-only engine would
+        let it wait for the device instead, at lower cost.
+    mode_rule
+        How step 5 picks pipelined vs device-only (:class:`~.plan.ModeRule`): the paper's
+        ``THROUGHPUT`` or the latency-aware ``POWER`` (default).
+
+    :meth:`paper` gives the paper's rules exactly.
     """
 
     offload: OffloadMode = OffloadMode.NEO
     linr_threshold_tokens: int = 128
-    swap_in_watermark: float = 0.95
+    swap_in_watermark: float | None = None
     backlog_guard: bool = True
     device_fcfs: bool = True
+    steady_admission: bool = True
+    mode_rule: ModeRule = ModeRule.POWER
+
+    @classmethod
+    def paper(cls, offload: OffloadMode = OffloadMode.NEO) -> NeoConfig:
+        """The paper's rules, without this package's additions."""
+        return cls(offload=offload, swap_in_watermark=0.95, backlog_guard=False,
+                   device_fcfs=False, steady_admission=False, mode_rule=ModeRule.THROUGHPUT)
 
     def __post_init__(self) -> None:
         if self.offload is OffloadMode.NONE:
             raise ConfigError("OffloadMode.NONE is the device-only engine; build it without NEO")
-        if not 0 < self.swap_in_watermark <= 1:
+        if self.swap_in_watermark is not None and not 0 < self.swap_in_watermark <= 1:
             raise ConfigError(f"swap_in_watermark must be in (0, 1]; got {self.swap_in_watermark}")
         if self.linr_threshold_tokens < 0:
             raise ConfigError("linr_threshold_tokens must be >= 0")
@@ -188,7 +227,8 @@ class NeoScheduler(Scheduler):
             self._to_host(victim, swap_out)
         # 3. swap in, FCFS, below the watermark (never in a step that swapped out)
         if not swap_out and not fastdecode:
-            high = self.neo.swap_in_watermark * num_dev
+            mark = self.neo.swap_in_watermark
+            high = (mark * num_dev) if mark is not None else num_dev - self._watermark_blocks
             while self.cpu_q and len(gpu_q) < limit:
                 cand = self.cpu_q[0]
                 need = dev_need(cand)
@@ -207,7 +247,7 @@ class NeoScheduler(Scheduler):
         # decodes wait to swap in (they are ahead in FCFS order)
         dev_room = num_dev - gpu_need
         if self.neo.device_fcfs:
-            dev_room = 0 if self.cpu_q else int(self.neo.swap_in_watermark * num_dev) - gpu_need
+            dev_room = 0 if self.cpu_q else num_dev - self._watermark_blocks - gpu_need
         prefills = self._admit_prefills(len(gpu_q), dev_room, fastdecode)
         # 5. decide the batch
         plan_parts = self._decide(prefills, fastdecode)
@@ -325,12 +365,20 @@ class NeoScheduler(Scheduler):
             gpu_only = trial
         g = load(gpu_only)
         # step 3: add host decodes while both slacks stay >= 0
-        if self.neo.backlog_guard and not fastdecode and any(h for _, h in prefills):
+        guards = self.neo.backlog_guard or self.neo.steady_admission
+        if guards and not fastdecode and any(h for _, h in prefills):
             device_prefills = [p for p in prefills if not p[1]]
             fill = self._fill_host(load(device_prefills), fastdecode)
-            if fill[4]:  # the host keeps up with its queue: let host-destined prefills in
+            # backlog guard: the host keeps up with its queue now; steady admission: and it
+            # will keep decoding the new requests once their prefill is done
+            ok = fill[4] or not self.neo.backlog_guard
+            # (with nothing on the device there is nothing to delay, and a request too large
+            # for the device's admission limit could otherwise never start)
+            if ok and self.neo.steady_admission and (self.gpu_q or device_prefills):
+                ok = self._host_keeps_serving(prefills)
+            if ok:
                 fill = self._fill_host(load(prefills), fastdecode)
-            else:  # host saturated: more host-resident requests would only queue there
+            else:  # more host-resident requests would only queue there
                 prefills = device_prefills
                 gpu_only = [p for p in gpu_only if not p[1]]
                 g = load(gpu_only)
@@ -359,13 +407,30 @@ class NeoScheduler(Scheduler):
         # step 5: pipelined iff more requests per second of device time
         if fastdecode:
             return ExecMode.PIPELINED, kept, host[0], host[1]
-        g_time = g.gpu_time(costs)
-        seq_rate = g.num_seqs / g_time if g_time > 0 else 0.0
         p_time = b[0].gpu_time(costs) + b[1].gpu_time(costs)
-        pip_rate = (b[0].num_seqs + b[1].num_seqs) / p_time if p_time > 0 else 0.0
-        if pip_rate > seq_rate:
+        if pipelining_pays(self.neo.mode_rule, g.num_seqs, g.gpu_time(costs),
+                           b[0].num_seqs + b[1].num_seqs, p_time):
             return ExecMode.PIPELINED, kept, host[0], host[1]
         return ExecMode.SEQUENTIAL, gpu_only, [], []
+
+    def _host_keeps_serving(self, prefills: list[tuple[Request, bool]]) -> bool:
+        """Steady admission: would the next decode-only step serve the whole host queue?
+
+        That step's device decodes are today's plus the device-destined prefills; its host
+        decodes are today's host queue plus the host-destined prefills, each one token longer.
+        """
+        b0 = SubBatchLoad()
+        host_ctx = [r.num_computed_tokens + 2 for r in self.cpu_q]
+        for req, to_host in [(r, False) for r in self.gpu_q] + prefills:
+            ctx = req.num_computed_tokens + 2 if req.status is RequestStatus.RUNNING else (
+                req.num_tokens + 1)
+            if to_host:
+                host_ctx.append(ctx)
+            else:
+                b0.num_tokens += 1
+                b0.num_seqs += 1
+                b0.gdec_tokens += ctx
+        return host_queue_served(self.costs, b0, host_ctx, self.neo.mode_rule)
 
     def _fill_host(
         self, b0: SubBatchLoad, fastdecode: bool
@@ -397,16 +462,10 @@ class NeoScheduler(Scheduler):
             if fastdecode:
                 nxt = 0 if b[0].cdec_tokens < b[1].cdec_tokens else 1
             sub = b[nxt]
-            sub.num_tokens += 1
-            sub.num_seqs += 1
-            sub.cdec_seqs += 1
-            sub.cdec_tokens += ctx
+            sub.add_host_decode(ctx)
             r0, r1 = slacks(costs, b[0], b[1])
             if min(r0, r1) < 0 and not fastdecode:
-                sub.num_tokens -= 1
-                sub.num_seqs -= 1
-                sub.cdec_seqs -= 1
-                sub.cdec_tokens -= ctx
+                sub.add_host_decode(ctx, count=-1)
                 rejected_len = ctx if rejected_len is None else min(rejected_len, ctx)
                 continue
             host[nxt].append(req)

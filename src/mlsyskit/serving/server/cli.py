@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mlsyskit.clikit import console
+from mlsyskit.serving.neo.scheduler import OffloadMode
 from mlsyskit.serving.policy import PolicyName
 
 
@@ -28,6 +29,12 @@ def serve_run(
     max_num_seqs: Annotated[int, typer.Option(help="Requests per step at most.")] = 64,
     max_num_batched_tokens: Annotated[int, typer.Option(help="Token budget per step.")] = 512,
     seed: Annotated[int, typer.Option(help="Seed of the random weights.")] = 0,
+    offload: Annotated[
+        OffloadMode | None,
+        typer.Option(help="Serve with NEO's engine: neo (decode attention of some requests on "
+                     "a host thread), fastdecode (all of them) or none (its device-only "
+                     "baseline). Presets and --policy fcfs only."),
+    ] = None,
 ) -> None:
     """Serve /v1/completions, /v1/chat/completions, /v1/models, /health and /metrics."""
     from mlsyskit.serving.server.launch import ServerConfig, build_app, run_server
@@ -37,8 +44,10 @@ def serve_run(
         block_size=block_size, num_device_blocks=num_device_blocks,
         num_host_blocks=num_host_blocks, max_num_seqs=max_num_seqs,
         max_num_batched_tokens=max_num_batched_tokens, seed=seed,
+        offload=None if offload is None else offload.value,
     )
     app = build_app(config)  # bad names and checkpoints fail here, before anything listens
-    console.print(f"serving {checkpoint or model} ({policy.value}) on http://{host}:{port}/v1",
-                  highlight=False)
+    where = "" if offload is None else f", offload {offload.value}"
+    console.print(f"serving {checkpoint or model} ({policy.value}{where}) on "
+                  f"http://{host}:{port}/v1", highlight=False)
     run_server(config, app)

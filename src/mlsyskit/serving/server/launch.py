@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -16,6 +17,9 @@ from mlsyskit.errors import ConfigError
 from mlsyskit.serving.errors import ServingError
 from mlsyskit.serving.server.app import create_app
 from mlsyskit.serving.server.generation import ServedModel
+
+if TYPE_CHECKING:
+    from mlsyskit.serving.engine import Engine
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,9 @@ class ServerConfig:
         KV pools of the engine.
     max_num_seqs, max_num_batched_tokens : int
         Batch limits per step.
+    offload : str or None
+        ``"neo"``, ``"fastdecode"`` or ``"none"``: serve with NEO's engine
+        (:mod:`mlsyskit.serving.neo.routing`; FCFS, presets only). ``None``: the plain engine.
     """
 
     model: str = "tiny"
@@ -49,6 +56,7 @@ class ServerConfig:
     max_num_batched_tokens: int = 512
     seed: int = 0
     log_level: str = "info"
+    offload: str | None = None
 
 
 def build_app(config: ServerConfig) -> FastAPI:
@@ -77,13 +85,35 @@ def build_app(config: ServerConfig) -> FastAPI:
             f"{config.checkpoint or name}: the tokenizer has {tokenizer.vocab_size} ids but the "
             f"model only {model_config.vocab_size}"
         )
-    engine = build_engine(
-        config.model, config.policy, checkpoint=config.checkpoint, block_size=config.block_size,
+    if config.offload is not None:
+        engine = _offload_engine(config)
+    else:
+        engine = build_engine(
+            config.model, config.policy, checkpoint=config.checkpoint,
+            block_size=config.block_size, num_device_blocks=config.num_device_blocks,
+            num_host_blocks=config.num_host_blocks, max_num_seqs=config.max_num_seqs,
+            max_num_batched_tokens=config.max_num_batched_tokens, seed=config.seed,
+        )
+    return create_app(engine, ServedModel(name, model_config.max_position, tokenizer))
+
+
+def _offload_engine(config: ServerConfig) -> Engine:
+    """NEO's real engine for ``--offload`` (raises ConfigError for what it cannot serve)."""
+    from mlsyskit.serving.neo import routing
+    from mlsyskit.serving.neo.scheduler import OffloadMode
+
+    try:
+        mode = OffloadMode(config.offload)
+    except ValueError:
+        raise ConfigError(f"unknown offload mode {config.offload!r}; known: "
+                          + ", ".join(m.value for m in OffloadMode)) from None
+    routing.check_common(mode, policy=config.policy, swap_preemption=None)
+    return routing.build_offload_torch_engine(
+        mode, model=config.model, checkpoint=config.checkpoint, block_size=config.block_size,
         num_device_blocks=config.num_device_blocks, num_host_blocks=config.num_host_blocks,
         max_num_seqs=config.max_num_seqs, max_num_batched_tokens=config.max_num_batched_tokens,
         seed=config.seed,
     )
-    return create_app(engine, ServedModel(name, model_config.max_position, tokenizer))
 
 
 def run_server(config: ServerConfig, app: FastAPI | None = None) -> None:
