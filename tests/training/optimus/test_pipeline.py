@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlsyskit.training.optimus.costmodel import Direction, Kernel, Stream
 from mlsyskit.training.optimus.pipeline import (
@@ -8,6 +10,7 @@ from mlsyskit.training.optimus.pipeline import (
     PipelineSpec,
     StageWork,
     bubble_breakdown,
+    latest_fwd_starts,
     op_order,
     simulate,
 )
@@ -62,3 +65,36 @@ def test_bubble_breakdown_accounts_for_all_idle_time() -> None:
     assert bub[BubbleType.TP] == pytest.approx(n * 0.25)
     assert bub[BubbleType.DP_ALL_GATHER] == pytest.approx(0.5)
     assert bub[BubbleType.DP_REDUCE_SCATTER] == pytest.approx(0.7)
+
+
+@settings(max_examples=40, deadline=None)
+@given(pp=st.integers(2, 4), v=st.integers(1, 3), k=st.integers(1, 3),
+       f=st.floats(0.5, 2.0), b=st.floats(0.5, 3.0), lag=st.floats(0.0, 0.5),
+       tails=st.lists(st.floats(0.0, 2.0), min_size=4, max_size=4))
+def test_deferred_forwards_keep_the_llm_end(pp: int, v: int, k: int, f: float, b: float,
+                                            lag: float, tails: list[float]) -> None:
+    """Warm-up adjustment: every first forward starts at its latest start, F_i only move
+    later, and no device ends later than in the as-soon-as-possible timeline."""
+    spec = _spec(pp, v, pp * k, f, b, lag)
+    release = [0.1 * d for d in range(pp)]
+    tl = simulate(spec, release)
+    tail = tails[:pp]
+    latest = latest_fwd_starts(tl, tail)
+    late = simulate(spec, release, latest)
+    end = max(tl.last_end(d) + tail[d] for d in range(pp))
+    assert max(late.last_end(d) + tail[d] for d in range(pp)) <= end + 1e-9
+    for i in range(spec.num_mb):
+        assert late.fwd_dependency(i) == pytest.approx(latest[i])
+        assert late.fwd_dependency(i) >= tl.fwd_dependency(i) - 1e-9
+
+
+def test_deferred_forwards_hand_computed_1f1b() -> None:
+    """2 stages, 2 microbatches, f=1, b=2, no lag.  ASAP: stage 0 runs F0 0-1, F1 1-2,
+    B0 4-6, B1 7-9; stage 1 runs F0 1-2, B0 2-4, F1 4-5, B1 5-7.  Stage 1 cannot start F1
+    before 4 (busy with B0), so F1 on stage 0 may start as late as 3 (ending as stage 1
+    frees up, and before B0 at 4) without moving the end."""
+    tl = simulate(_spec(2, 1, 2), [0.0, 0.0])
+    assert [tl.fwd_dependency(i) for i in range(2)] == [0.0, 1.0]
+    assert latest_fwd_starts(tl, [0.0, 0.0]) == pytest.approx([0.0, 3.0])
+    late = simulate(_spec(2, 1, 2), [0.0, 0.0], [0.0, 3.0])
+    assert max(late.last_end(d) for d in range(2)) == pytest.approx(9.0)

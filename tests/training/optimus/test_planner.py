@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mlsyskit.training.optimus.config import load_builtin
 from mlsyskit.training.optimus.planner import (
@@ -47,3 +49,25 @@ def test_compositions_are_complete(total: int, parts: int) -> None:
     assert all(sum(c) == total and min(c) >= 1 for c in comps)
     if (total, parts) == (8, 2):
         assert comps[0] == (1, 7) and comps[-1] == (7, 1)  # the paper's 7 options
+
+
+@settings(max_examples=30, deadline=None)
+@given(total=st.integers(1, 12), parts=st.integers(1, 5))
+def test_balanced_first_order_yields_every_composition_once(total: int, parts: int) -> None:
+    from mlsyskit.training.optimus.planner import compositions_balanced_first
+
+    got = list(compositions_balanced_first(total, parts))
+    assert len(got) == len(set(got)) == num_compositions(total, parts)
+    assert set(got) == set(compositions(total, parts))
+    if got:  # the most even split comes first, spreads never shrink
+        spreads = [max(c) - min(c) for c in got]
+        assert spreads[0] == (0 if total % parts == 0 else 1)
+
+
+def test_balanced_first_starts_with_the_even_split() -> None:
+    from itertools import islice
+
+    from mlsyskit.training.optimus.planner import compositions_balanced_first
+
+    assert list(islice(compositions_balanced_first(32, 8), 2)) == [
+        (4,) * 8, (3, 3, 3, 3, 5, 5, 5, 5)]

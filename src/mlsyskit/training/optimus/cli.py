@@ -143,8 +143,11 @@ def run_cpu(
         table.add_row(key, f"{res.measured_s[key]:.4f}", f"{res.simulated_s[key]:.4f}",
                       str(res.grads_match[key]), f"{res.max_grad_err[key]:.1e}")
     console.print(table)
-    console.print(f"measured speedup {res.speedup:.3f}x; simulator error {res.sim_rel_err:.1%}; "
-                  f"replay violations {res.replay_violations}")
+    console.print(f"measured speedup {res.speedup:.3f}x; simulator error {res.sim_rel_err:.1%} "
+                  f"(isolated profile: {res.isolated_rel_err:.1%}); replay violations "
+                  f"{res.replay_violations}")
+    console.print(f"in situ: kernels {res.kernel_inflation:.2f}x the isolated profile, gloo P2P "
+                  f"lag {res.p2p_lag_s * 1e6:.0f} us")
     if gantt_out is not None:
         plot_gantt([res.measured["megatron"], res.measured["optimus"]], gantt_out,
                    title="CPU run, measured")

@@ -154,7 +154,8 @@ class ProfiledCostModel(CostModel):
     """A cost model whose kernel times are the CPU profile, with emulated collectives.
 
     LLM layers (causal specs) get the emulated TP collectives; encoder layers have none
-    (TP_enc = 1).  P2P and DP collectives take the emulated durations.
+    (TP_enc = 1).  DP collectives take the emulated durations; P2P takes ``comm.p2p_s``,
+    which the CPU run sets to the gloo lag measured in situ (the run does not emulate it).
     """
 
     profiles: dict[str, dict[tuple[Direction, str], float]]
@@ -170,8 +171,9 @@ class ProfiledCostModel(CostModel):
             if name in COMM:
                 if spec.causal:
                     out.append(Kernel(name, Stream.COMM, self.comm.tp_s))
-            else:
-                out.append(Kernel(name, Stream.COMPUTE, prof[(direction, name)]))
+            else:  # "spec/island": the in-situ prediction looks the island up by name
+                out.append(Kernel(f"{spec.name}/{name}", Stream.COMPUTE,
+                                  prof[(direction, name)]))
         return tuple(out)
 
     def p2p_s(self, num_bytes: float) -> float:

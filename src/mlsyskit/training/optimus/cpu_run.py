@@ -1,9 +1,11 @@
 """Real execution at small scale: tiny ViT + GPT on 2 gloo processes (one thread each).
 
-The parent profiles every kernel on the CPU, feeds the times to the *same* planner and bubble
-scheduler as the simulation, replay-checks the resulting Megatron-LM (encoder on stage 0)
-and Optimus schedules, then two worker processes execute both schedules kernel by kernel and
-compare their gradients with a single-process serial reference.
+The two worker processes first measure the run's costs in situ (kernel islands, gloo P2P
+lag, late returns of emulated waits; see :mod:`cpu_profile`); the parent feeds them to the
+*same* planner and bubble scheduler as the simulation, replay-checks the resulting
+Megatron-LM (encoder on stage 0) and Optimus schedules and predicts their iteration times;
+only then do the workers execute both schedules kernel by kernel, time them, and compare
+their gradients with a single-process serial reference.
 """
 
 from __future__ import annotations
@@ -12,13 +14,16 @@ import os
 import socket
 import statistics
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlsyskit.hardware import get_catalogue
 from mlsyskit.training.optimus.config import JobConfig, ModelPart, ParallelPlan
 from mlsyskit.training.optimus.errors import OptimusError
 from mlsyskit.training.optimus.models import get_model
 from mlsyskit.training.optimus.schedule import Schedule
+
+if TYPE_CHECKING:
+    from mlsyskit.training.optimus.cpu_profile import KernelKey, RunProfile
 
 
 @dataclass(frozen=True)
@@ -33,9 +38,14 @@ class CpuRunConfig:
     tp_comm_s: float = 1.5e-3
     dp_ag_s: float = 8e-3
     dp_rs_s: float = 12e-3
-    p2p_s: float = 0.3e-3
     seed: int = 0
     timeout_s: float = 300.0
+    # in-situ measurement before planning (see cpu_profile): stage passes per rank, P2P
+    # probes, and re-executions drawn from the samples for the prediction
+    nominal_p2p_s: float = 0.3e-3  # P2P guess of the isolated-profile prediction only
+    profile_reps: int = 6
+    p2p_rounds: int = 14
+    prediction_draws: int = 40
 
 
 @dataclass
@@ -43,6 +53,9 @@ class CpuRunResult:
     """Measured and simulated iteration times of both schedules, plus correctness checks."""
 
     measured_s: dict[str, float]
+    # Predicted before the run: the task graph re-executed with kernel times drawn from the
+    # in-situ samples (median over draws); planned_s is the scheduler's own estimate at the
+    # mean kernel times.
     simulated_s: dict[str, float]
     max_grad_err: dict[str, float]
     grads_match: dict[str, bool]
@@ -51,9 +64,12 @@ class CpuRunResult:
     partition: tuple[int, ...]
     schedules: dict[str, Schedule]
     measured: dict[str, Schedule] = field(default_factory=dict)
-    # Prediction from kernel times profiled in situ (the last warm-up iteration, under the
-    # run's own load), re-executed on the same task graph; empty without warm-up.
-    insitu_s: dict[str, float] = field(default_factory=dict)
+    planned_s: dict[str, float] = field(default_factory=dict)
+    # Plan and estimate from the parent's isolated one-layer profile (medians) and a
+    # nominal P2P lag: what the prediction was before the in-situ measurement.
+    isolated_s: dict[str, float] = field(default_factory=dict)
+    p2p_lag_s: float = 0.0
+    kernel_inflation: float = 1.0  # in-situ mean / isolated median, summed over islands
 
     @property
     def speedup(self) -> float:
@@ -65,9 +81,27 @@ class CpuRunResult:
         return max(abs(self.simulated_s[k] / self.measured_s[k] - 1) for k in self.measured_s)
 
     @property
-    def insitu_rel_err(self) -> float:
-        """Prediction error of the simulator fed with the in-situ (warm-up) kernel profile."""
-        return max(abs(self.insitu_s[k] / self.measured_s[k] - 1) for k in self.measured_s)
+    def kernel_drift(self) -> float:
+        """Compute time of the last timed iteration over its planned (pre-run mean) time.
+
+        Why: on a shared machine the load can change between the in-situ measurement and the
+        timed run; 1.0 means the prediction's kernel times held during the run.
+        """
+        from mlsyskit.training.optimus.schedule import Resource
+
+        ran = planned = 0.0
+        for key, m in self.measured.items():
+            plan = self.schedules[key].tasks
+            for t in m.tasks:
+                if t.resource is Resource.COMPUTE:
+                    ran += t.duration_s
+                    planned += plan[t.tid].duration_s
+        return ran / planned
+
+    @property
+    def isolated_rel_err(self) -> float:
+        """Prediction error had the simulator used the isolated (parent) kernel profile."""
+        return max(abs(self.isolated_s[k] / self.measured_s[k] - 1) for k in self.measured_s)
 
 
 def cpu_job(cfg: CpuRunConfig) -> JobConfig:
@@ -83,32 +117,20 @@ def cpu_job(cfg: CpuRunConfig) -> JobConfig:
     )
 
 
-def plan_schedules(cfg: CpuRunConfig) -> tuple[dict[str, Schedule], dict[str, float], str,
-                                               tuple[int, ...], int]:
-    """Profile kernels, then build and replay-check both schedules (in this process)."""
-    import torch
-
+def plan_schedules(cfg: CpuRunConfig, prof: RunProfile
+                   ) -> tuple[dict[str, Schedule], str, tuple[int, ...], int]:
+    """Build and replay-check both schedules from the in-situ profile (in this process)."""
     from mlsyskit.training.optimus import baselines
     from mlsyskit.training.optimus.build import baseline_schedule, optimus_schedule
     from mlsyskit.training.optimus.costmodel import CostModel
-    from mlsyskit.training.optimus.cpu_model import (
-        EmulatedComm,
-        profile_layer,
-        profiled_cost_model,
-    )
+    from mlsyskit.training.optimus.cpu_model import EmulatedComm, profiled_cost_model
     from mlsyskit.training.optimus.planner import EncoderPlan
     from mlsyskit.training.optimus.replay import replay
     from mlsyskit.training.optimus.search import search
 
-    torch.set_num_threads(1)
     job = cpu_job(cfg)
-    comm = EmulatedComm(cfg.tp_comm_s, cfg.dp_ag_s, cfg.dp_rs_s, cfg.p2p_s)
-    profiles = {
-        part.spec.name: profile_layer(part.spec, cfg.microbatch_size, cfg.seq_len,
-                                      seed=cfg.seed)
-        for part in (job.encoders[0], job.llm)
-    }
-    cm = profiled_cost_model(CostModel.for_job(job), profiles, comm)
+    comm = EmulatedComm(cfg.tp_comm_s, cfg.dp_ag_s, cfg.dp_rs_s, prof.p2p_mean_s)
+    cm = profiled_cost_model(CostModel.for_job(job), prof.kernel_means(), comm)
     mega = baselines.megatron(job, cm)
     enc_plan = EncoderPlan(dp=2, pp=1, tp=1, pp_llm=2, tp_llm=1)
     best = search(job, cm, plans=[enc_plan], fine_top_k=None).best
@@ -118,8 +140,22 @@ def plan_schedules(cfg: CpuRunConfig) -> tuple[dict[str, Schedule], dict[str, fl
         "optimus": optimus_schedule("Optimus", best.ctx, best.fine, best.fine_eval),
     }
     violations = sum(len(replay(s).violations) for s in schedules.values())
-    simulated = {k: s.makespan_s for k, s in schedules.items()}
-    return schedules, simulated, enc_plan.label(), best.parts, violations
+    return schedules, enc_plan.label(), best.parts, violations
+
+
+def isolated_profile(cfg: CpuRunConfig) -> dict[KernelKey, float]:
+    """The parent's one-layer profile (medians), kept to show what in-situ changes."""
+    import torch
+
+    from mlsyskit.training.optimus.cpu_model import profile_layer
+
+    torch.set_num_threads(1)
+    job = cpu_job(cfg)
+    out: dict[KernelKey, float] = {}
+    for part in (job.encoders[0], job.llm):
+        prof = profile_layer(part.spec, cfg.microbatch_size, cfg.seq_len, seed=cfg.seed)
+        out.update({(part.spec.name, d, n): v for (d, n), v in prof.items()})
+    return out
 
 
 def _free_port() -> int:
@@ -129,7 +165,11 @@ def _free_port() -> int:
 
 
 def run_cpu(cfg: CpuRunConfig | None = None) -> CpuRunResult:
-    """Plan, execute both schedules on 2 gloo processes, and check gradients.
+    """Measure in situ, plan and predict, then execute both schedules on 2 gloo processes.
+
+    The workers first measure kernel and P2P costs (both ranks at once), the parent plans
+    both schedules from those numbers and predicts their iteration times, and only then
+    sends the schedules to the workers, which run and time them.
 
     Raises
     ------
@@ -138,32 +178,44 @@ def run_cpu(cfg: CpuRunConfig | None = None) -> CpuRunResult:
     """
     import torch.multiprocessing as mp
 
+    from mlsyskit.training.optimus.cpu_profile import RunProfile, merge, sampled_makespan
+
     cfg = cfg or CpuRunConfig()
-    schedules, simulated, plan_label, parts, violations = plan_schedules(cfg)
+    isolated = isolated_profile(cfg)
+    iso_prof = RunProfile({k: (v,) for k, v in isolated.items()}, (cfg.nominal_p2p_s,))
+    iso_schedules = plan_schedules(cfg, iso_prof)[0]
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
+    inboxes = [ctx.Queue() for _ in range(2)]
     port = _free_port()
-    procs = [ctx.Process(target=_worker, args=(r, port, cfg, schedules, queue), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(r, port, cfg, inboxes[r], queue), daemon=True)
              for r in range(2)]
     results: dict[int, dict[str, Any]] = {}
+    started: list[Any] = []
+    sent = False
     try:
         for proc in procs:
             proc.start()
-        errors = []
-        for _ in procs:
-            rank, payload = queue.get(timeout=cfg.timeout_s)
-            if isinstance(payload, str):
-                errors.append(f"rank {rank}: {payload}")
-            else:
-                results[rank] = payload
-        if errors:
-            raise OptimusError("cpu run failed: " + "; ".join(sorted(errors)))
+            started.append(proc)
+        profiles = _collect(queue, len(procs), cfg.timeout_s)
+        prof = merge([profiles[r] for r in sorted(profiles)])
+        schedules, plan_label, parts, violations = plan_schedules(cfg, prof)
+        planned = {k: s.makespan_s for k, s in schedules.items()}
+        simulated = {k: sampled_makespan(s, prof, cfg.prediction_draws, cfg.seed)
+                     for k, s in schedules.items()}
+        for box in inboxes:
+            box.put(schedules)
+        sent = True
+        results = _collect(queue, len(procs), cfg.timeout_s)
     except Exception as exc:
         if isinstance(exc, OptimusError):
             raise
         raise OptimusError(f"cpu run failed: {type(exc).__name__}: {exc}") from exc
     finally:
-        for proc in procs:
+        if not sent:
+            for box in inboxes:
+                box.put(None)
+        for proc in started:
             proc.join(timeout=10)
             if proc.is_alive():
                 proc.terminate()
@@ -172,44 +224,28 @@ def run_cpu(cfg: CpuRunConfig | None = None) -> CpuRunResult:
     errs = {k: max(results[r]["grad_err"][k] for r in results) for k in schedules}
     match = {k: all(results[r]["grads_ok"][k] for r in results) for k in schedules}
     timelines = {k: _measured_schedule(schedules[k], results) for k in schedules}
-    insitu = {}
-    if cfg.warmup > 0:
-        warm = {k: [row for r in results for row in results[r]["warm_record"][k]]
-                for k in schedules}
-        insitu = {k: insitu_prediction(schedules[k], warm[k]) for k in schedules}
+    isolated_s = {k: s.makespan_s for k, s in iso_schedules.items()}
+    means = prof.kernel_means()
+    both = [(spec, d, n) for spec, d, n in isolated if (d, n) in means.get(spec, {})]
+    inflation = (sum(means[spec][(d, n)] for spec, d, n in both)
+                 / sum(isolated[k] for k in both))
     return CpuRunResult(measured, simulated, errs, match, violations, plan_label, parts,
-                        schedules, timelines, insitu)
+                        schedules, timelines, planned, isolated_s, prof.p2p_mean_s, inflation)
 
 
-def insitu_prediction(s: Schedule, warm: list[tuple[int, float, float]]) -> float:
-    """Iteration time of ``s`` with kernel times profiled in situ.
-
-    Why: the isolated profile (parent process, short repeated calls) misses what the run
-    itself pays on a shared machine: two busy ranks plus other jobs time-share the cores, so
-    every kernel runs several times slower than in isolation.  Each compute kernel's duration
-    becomes the median, over microbatches, of the same kernel (owner, direction, stage,
-    position in the op) measured in the last warm-up
-    iteration (never the timed ones); emulated collectives keep their nominal time.  The
-    task graph is then re-executed as soon as possible by the replay engine.
-    """
-    import dataclasses
-
-    from mlsyskit.training.optimus.replay import reexecute
-    from mlsyskit.training.optimus.schedule import Resource
-
-    samples: dict[tuple[object, ...], list[float]] = {}
-    for tid, a, b in warm:
-        t = s.tasks[tid]
-        if t.resource is Resource.COMPUTE:
-            samples.setdefault((t.owner, t.direction, t.stage, t.index), []).append(b - a)
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    tasks = []
-    for t in s.tasks:
-        key = (t.owner, t.direction, t.stage, t.index)
-        d = med.get(key) if t.resource is Resource.COMPUTE else None
-        tasks.append(t if d is None else dataclasses.replace(t, end_s=t.start_s + d))
-    times = reexecute(dataclasses.replace(s, tasks=tuple(tasks)))
-    return max(e for _, e in times.values())
+def _collect(queue: Any, n: int, timeout_s: float) -> dict[int, Any]:
+    """One message per worker; a worker's error string becomes an OptimusError."""
+    got: dict[int, Any] = {}
+    errors = []
+    for _ in range(n):
+        rank, payload = queue.get(timeout=timeout_s)
+        if isinstance(payload, str):
+            errors.append(f"rank {rank}: {payload}")
+        else:
+            got[rank] = payload
+    if errors:
+        raise OptimusError("cpu run failed: " + "; ".join(sorted(errors)))
+    return got
 
 
 def _measured_schedule(s: Schedule, results: dict[int, dict[str, Any]]) -> Schedule:
@@ -228,8 +264,7 @@ def _measured_schedule(s: Schedule, results: dict[int, dict[str, Any]]) -> Sched
                                makespan_s=span)
 
 
-def _worker(rank: int, port: int, cfg: CpuRunConfig, schedules: dict[str, Schedule],
-            queue: Any) -> None:
+def _worker(rank: int, port: int, cfg: CpuRunConfig, inbox: Any, queue: Any) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
     import torch.distributed as dist
@@ -239,7 +274,15 @@ def _worker(rank: int, port: int, cfg: CpuRunConfig, schedules: dict[str, Schedu
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
                                 world_size=2)
         try:
-            queue.put((rank, _worker_body(rank, cfg, schedules)))
+            from mlsyskit.training.optimus.cpu_profile import measure_in_situ
+
+            job = cpu_job(cfg)
+            queue.put((rank, measure_in_situ(
+                rank, job.encoders[0].spec, job.llm.spec, cfg.microbatch_size, cfg.seq_len,
+                cfg.profile_reps, cfg.p2p_rounds, cfg.seed, cfg.tp_comm_s)))
+            schedules = inbox.get(timeout=cfg.timeout_s)
+            if schedules is not None:  # None: the parent gave up after the profile
+                queue.put((rank, _worker_body(rank, cfg, schedules)))
         finally:
             dist.destroy_process_group()
     except Exception as exc:  # reported to the parent, which raises
@@ -288,8 +331,7 @@ def _worker_body(rank: int, cfg: CpuRunConfig, schedules: dict[str, Schedule]
     ref_grads = [[p.grad.clone() for p in layer.parameters()]  # type: ignore[union-attr]
                  for layer in (*ref_enc, *ref_llm)]
     half = llm_spec.num_layers // 2
-    out: dict[str, Any] = {"times": {}, "grad_err": {}, "grads_ok": {}, "record": {},
-                           "warm_record": {}}
+    out: dict[str, Any] = {"times": {}, "grad_err": {}, "grads_ok": {}, "record": {}}
     for key, s in schedules.items():
         enc, llm = build()
         stage_llm = {0: llm[:half], 1: llm[half:]}
@@ -311,7 +353,6 @@ def _worker_body(rank: int, cfg: CpuRunConfig, schedules: dict[str, Schedule]
         )
         times = []
         record: list[tuple[int, float, float]] = []
-        warm_record: list[tuple[int, float, float]] = []
         for it in range(cfg.warmup + cfg.iterations):
             for layer in (*enc, *llm):
                 layer.zero_grad(set_to_none=True)
@@ -323,8 +364,6 @@ def _worker_body(rank: int, cfg: CpuRunConfig, schedules: dict[str, Schedule]
             if it >= cfg.warmup:
                 times.append(float(span.item()))
                 record = [(t.tid, a - t0, b - t0) for t, a, b in rec]
-            elif it == cfg.warmup - 1:  # in-situ kernel profile for the calibrated prediction
-                warm_record = [(t.tid, a - t0, b - t0) for t, a, b in rec]
         # encoder replicas: sum their gradients (the DP reduce the schedule emulates)
         for layer in enc:
             for p in layer.parameters():
@@ -344,5 +383,4 @@ def _worker_body(rank: int, cfg: CpuRunConfig, schedules: dict[str, Schedule]
                 ok = ok and torch.allclose(got, ref, rtol=1e-4, atol=1e-6)
         out["times"][key], out["grad_err"][key], out["grads_ok"][key] = times, err, ok
         out["record"][key] = record
-        out["warm_record"][key] = warm_record
     return out

@@ -8,6 +8,7 @@ of its kernels, and TP collectives inside it are the *TP bubbles* of the compute
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -243,3 +244,41 @@ def bubble_breakdown(
                 k.duration_s for k in tl.spec.work(op) if k.stream is Stream.COMM
             )
     return {k: v / tl.spec.pp for k, v in out.items()}
+
+
+def latest_fwd_starts(tl: Timeline, tail_s: Sequence[float]) -> list[float]:
+    """Latest start of each microbatch's first forward (stage 0, chunk 0) that keeps the
+    iteration end, by critical-path slack over the op graph.
+
+    Why: Optimus defers the LLM's forward dependency points F_i (the paper adjusts the
+    warm-up microbatches per stage) so that encoder forwards have more time, *without*
+    lengthening the LLM.  Edges are each device's op order and the pipeline data edges
+    (with the P2P lag); device ``d``'s last op must end ``tail_s[d]`` (its DP
+    reduce-scatter) before the iteration end.  Re-simulating with these release times
+    keeps every device's end no later than before (each op starts by its latest start).
+    """
+    spec = tl.spec
+    end_all = max(tl.last_end(d) + tail_s[d] for d in range(spec.pp))
+    last_v = spec.pp * spec.virtual - 1
+    succ: dict[OpKey, list[tuple[OpKey, float]]] = {op: [] for op in tl.start}
+    deadline: dict[OpKey, float] = {}
+    for d in range(spec.pp):
+        order = tl.orders[d]
+        for a, b in itertools.pairwise(order):
+            succ[a].append((b, 0.0))
+        deadline[order[-1]] = end_all - tail_s[d]
+    for op in tl.start:
+        if op.direction is Direction.FWD and op.vstage < last_v:
+            succ[op].append((OpKey(Direction.FWD, op.vstage + 1, op.mb), spec.p2p_s))
+        elif op.direction is Direction.FWD:
+            succ[op].append((OpKey(Direction.BWD, op.vstage, op.mb), 0.0))
+        elif op.vstage > 0:
+            succ[op].append((OpKey(Direction.BWD, op.vstage - 1, op.mb), spec.p2p_s))
+    latest: dict[OpKey, float] = {}
+    # successors start strictly after an op starts (durations > 0): reverse start order
+    for op in sorted(tl.start, key=lambda o: (tl.start[o], tl.end[o]), reverse=True):
+        finish = deadline.get(op, float("inf"))
+        for nxt, lag in succ[op]:
+            finish = min(finish, latest[nxt] - lag)
+        latest[op] = finish - (tl.end[op] - tl.start[op])
+    return [latest[OpKey(Direction.FWD, 0, i)] for i in range(spec.num_mb)]

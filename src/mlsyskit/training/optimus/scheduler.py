@@ -29,7 +29,13 @@ from mlsyskit.training.optimus.baselines import (
 from mlsyskit.training.optimus.config import JobConfig
 from mlsyskit.training.optimus.costmodel import CostModel, Kernel, Stream
 from mlsyskit.training.optimus.gaps import GapList, gaps_from_busy
-from mlsyskit.training.optimus.pipeline import PipelineSpec, StageWork, Timeline, simulate
+from mlsyskit.training.optimus.pipeline import (
+    PipelineSpec,
+    StageWork,
+    Timeline,
+    latest_fwd_starts,
+    simulate,
+)
 from mlsyskit.training.optimus.planner import EncoderPlan
 
 Placement = tuple[float, float, Stream]  # start, end (T0-relative), stream
@@ -79,8 +85,14 @@ def encoder_stages(job: JobConfig, cm: CostModel, plan: EncoderPlan) -> tuple[St
     )
 
 
-def build_context(job: JobConfig, cm: CostModel, plan: EncoderPlan) -> Context:
-    """Simulate T0 and extract bubbles and the dependency points F_i, B_i."""
+def build_context(job: JobConfig, cm: CostModel, plan: EncoderPlan,
+                  defer_forwards: bool = False) -> Context:
+    """Simulate T0 and extract bubbles and the dependency points F_i, B_i.
+
+    ``defer_forwards``: Optimus's warm-up adjustment; every microbatch's first LLM forward
+    starts at its latest start that keeps the LLM-alone iteration end
+    (:func:`latest_fwd_starts`), which moves F_i later and opens bubbles on stage 0.
+    """
     llm = llm_only_spec(job, cm)
     stages = encoder_stages(job, cm, plan)
     dp_llm, dp_enc = job.llm_plan.dp, plan.dp
@@ -94,6 +106,8 @@ def build_context(job: JobConfig, cm: CostModel, plan: EncoderPlan) -> Context:
             rs_enc[d] = cm.dp_collective_s(stages[k].params, dp_enc, 4)
     release = [ag_enc[d] + ag_llm[d] for d in range(llm.pp)]
     t0 = simulate(llm, release)
+    if defer_forwards:
+        t0 = simulate(llm, release, latest_fwd_starts(t0, rs_llm))
     n = llm.num_mb
     compute_gaps, link_gaps = [], []
     for d in range(llm.pp):

@@ -3,8 +3,10 @@ the fastest; plus the efficiency metric and the serial bound used as baselines.
 
 Search-space pruning (stated in reports): encoder pipelines along the tensor axis see the same
 bubbles, so their partitions are constrained equal (the notes' symmetry rule); every
-composition is scored with the cheap coarse schedule and only the ``fine_top_k`` best go
-through the kernel-level fine step (``fine_top_k=None`` runs it on all of them).
+composition is scored with the cheap coarse schedule (at most ``max_partitions`` per plan,
+near-even ones first) and only the ``fine_top_k`` best go through the kernel-level fine step
+(``fine_top_k=None`` runs it on all of them), on the as-soon-as-possible LLM timeline and on
+the one with deferred forwards (the warm-up adjustment).
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from dataclasses import dataclass
 from mlsyskit.training.optimus.config import JobConfig
 from mlsyskit.training.optimus.costmodel import CostModel, Stream
 from mlsyskit.training.optimus.errors import OptimusError
-from mlsyskit.training.optimus.planner import EncoderPlan, compositions, feasible_plans
+from mlsyskit.training.optimus.planner import (
+    EncoderPlan,
+    compositions_balanced_first,
+    feasible_plans,
+)
 from mlsyskit.training.optimus.scheduler import (
     Context,
     Evaluation,
@@ -137,9 +143,12 @@ def schedule_candidate(ctx: Context, parts: tuple[int, ...]) -> Candidate:
 
 def search(
     job: JobConfig, cm: CostModel, *, fine_top_k: int | None = 3,
-    plans: list[EncoderPlan] | None = None, max_partitions: int = 5000,
+    plans: list[EncoderPlan] | None = None, max_partitions: int = 2000,
 ) -> SearchResult:
     """Algorithm 1 over every feasible encoder plan.
+
+    At most ``max_partitions`` microbatch partitions per plan are scored, near-even ones
+    first (:func:`compositions_balanced_first`); the paper enumerates all of them.
 
     Raises
     ------
@@ -155,10 +164,10 @@ def search(
     num_parts = 0
     for plan in plans:
         ctx = build_context(job, cm, plan)
-        for parts in compositions(n // plan.columns, plan.groups):
-            num_parts += 1
-            if num_parts > max_partitions:
+        for i, parts in enumerate(compositions_balanced_first(n // plan.columns, plan.groups)):
+            if i >= max_partitions:  # per plan; near-even partitions come first
                 break
+            num_parts += 1
             st = initial_state(ctx, parts)
             ev = evaluate(ctx, st)
             if ev.feasible:
@@ -168,10 +177,16 @@ def search(
     scored.sort(key=lambda x: x[0])
     chosen = scored if fine_top_k is None else scored[:fine_top_k]
     best: Candidate | None = None
+    # The fine step also runs on the LLM timeline with deferred forwards (the paper's
+    # warm-up adjustment: same LLM end, later F_i); the coarse step does not gain from it.
+    deferred: dict[EncoderPlan, Context] = {}
     for _, ctx, parts, _, _ in chosen:
-        cand = schedule_candidate(ctx, parts)
-        if best is None or cand.fine_eval.makespan_s < best.fine_eval.makespan_s:
-            best = cand
+        if ctx.plan not in deferred:
+            deferred[ctx.plan] = build_context(job, cm, ctx.plan, defer_forwards=True)
+        for c in (ctx, deferred[ctx.plan]):
+            cand = schedule_candidate(c, parts)
+            if best is None or cand.fine_eval.makespan_s < best.fine_eval.makespan_s - 1e-12:
+                best = cand
     assert best is not None
     _, cctx, cparts, cst, cev = scored[0]
     best_coarse = Candidate(cctx, cparts, cst, cev, cst, cev)
