@@ -83,3 +83,37 @@ def test_help_lists_every_command() -> None:
     assert result.exit_code == 0
     for command in ("generate", "train", "detect", "evaluate", "watch", "lab"):
         assert command in result.output
+
+
+def test_lab_rejects_bad_options_before_starting_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlsyskit.training.minder.lab as lab
+
+    def no_lab(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the lab must not start on bad options")
+
+    monkeypatch.setattr(lab, "run_lab", no_lab)
+    unknown = runner.invoke(app, ["minder", "lab", "--fault", "melt"])
+    assert unknown.exit_code == 2 and "melt" in _flat(unknown.output)
+    hogs = runner.invoke(app, ["minder", "lab", "--fault", "hog", "--hogs", "0"])
+    assert hogs.exit_code == 2 and "num_hogs must be in [1, 16]; got 0" in _flat(hogs.output)
+    victim = runner.invoke(app, ["minder", "lab", "--workers", "2", "--victim", "2"])
+    assert victim.exit_code == 2 and "victim must be a worker rank below 2" in _flat(
+        victim.output)
+
+
+def test_lab_passes_every_fault_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mlsyskit.training.minder.lab as lab
+    from mlsyskit.training.minder.lab_faults import LabFault
+
+    seen: list[lab.LabConfig] = []
+
+    def fake_lab(config: lab.LabConfig) -> lab.LabReport:
+        seen.append(config)
+        return lab.LabReport((), "nothing ran")
+
+    monkeypatch.setattr(lab, "run_lab", fake_lab)
+    result = runner.invoke(app, ["minder", "lab", "--fault", "hog", "--fault", "slow",
+                                 "--hogs", "5", "--victim", "2"])
+    assert result.exit_code == 0, result.output
+    assert seen[0].faults == (LabFault.hog, LabFault.slow)
+    assert (seen[0].num_hogs, seen[0].victim, seen[0].num_workers) == (5, 2, 4)

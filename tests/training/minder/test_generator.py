@@ -58,3 +58,20 @@ def test_fault_free_trace_has_no_labels_and_bad_config_is_rejected() -> None:
         TraceConfig(num_machines=1)
     with pytest.raises(ConfigError, match="unknown metrics"):
         TraceConfig(metrics=("nope",))
+
+
+def test_spikes_are_rare_one_second_bursts_on_top_of_the_same_trace() -> None:
+    clean = generate_trace(TraceConfig(num_machines=16, fault=FaultType.STRAGGLER),
+                           np.random.default_rng(4))
+    spiky = generate_trace(TraceConfig(num_machines=16, fault=FaultType.STRAGGLER,
+                                       spike_rate=0.02), np.random.default_rng(4))
+    assert spiky.faults == clean.faults
+    uncapped = [METRICS.index(m) for m in ("pfc_tx_rate", "gpu_power", "nvlink_bw",
+                                           "nic_throughput", "memory_used", "step_time")]
+    a, b = clean.frame.values[uncapped], spiky.frame.values[uncapped]
+    burst = ~np.isclose(a, b)
+    assert 0.015 < burst.mean() < 0.025  # about the rate (16 x 900 x 6 samples)
+    ratio = b[burst] / a[burst]
+    assert ratio.min() >= 1.5 - 1e-4 and ratio.max() <= 4.0 + 1e-4
+    with pytest.raises(ConfigError, match="spike_rate"):
+        TraceConfig(spike_rate=0.6)

@@ -16,6 +16,7 @@ import typer
 
 from mlsyskit.clikit import console, new_app
 from mlsyskit.errors import ConfigError
+from mlsyskit.training.minder.lab_faults import LabFault
 
 if TYPE_CHECKING:
     from mlsyskit.training.minder.detector import Minder
@@ -283,15 +284,21 @@ def watch(
 @app.command()
 def lab(
     workers: Annotated[int, typer.Option(help="Training processes (2-8).")] = 4,
-    fault: Annotated[str, typer.Option(help="'slow' (6x compute) or 'pause' (SIGSTOP).")] =
-        "slow",
-    victim: Annotated[int, typer.Option(help="Rank of the faulty worker.")] = 1,
+    fault: Annotated[list[LabFault] | None, typer.Option(
+        help="Fault to inject, repeatable (in turn, each on the next rank): 'slow' (6x "
+             "compute), 'pause' (SIGSTOP), 'hog' (busy loops pinned to the worker's core). "
+             "Default: slow.")] = None,
+    victim: Annotated[int, typer.Option(help="Rank of the (first) faulty worker.")] = 1,
+    hogs: Annotated[int, typer.Option(help="Busy-loop processes of a 'hog' fault (1-16).")] = 8,
 ) -> None:
-    """Live lab: gloo job + Prometheus + injected fault; does Minder name the worker?"""
+    """Live lab: gloo job + Prometheus + injected fault(s); does Minder name the worker?"""
     from mlsyskit.training.minder.lab import LabConfig, run_lab
 
-    report = run_lab(LabConfig(num_workers=workers, fault=fault, victim=victim))
-    console.print(report.summary, highlight=False)
-    if report.alert is not None:
-        console.print(report.alert.to_json(), highlight=False)
+    config = LabConfig(num_workers=workers, faults=tuple(fault or [LabFault.slow]),
+                       victim=victim, num_hogs=hogs)
+    report = run_lab(config)
+    for run in report.runs:
+        console.print(run.summary(), highlight=False)
+        if run.alert is not None:
+            console.print(run.alert.to_json(), highlight=False)
     raise typer.Exit(0 if report.detected else 1)

@@ -11,7 +11,12 @@ and a per-pipeline-stage offset (stages are the peer groups). On top come:
   notes): the victim's own signature plus the job-wide slowdown it causes; GPU execution errors
   and PCIe downgrades sometimes spread to peers (the paper's "group effect", which costs recall);
 * **collection noise**: per-machine clock skew, dropped samples, and a hung machine that stops
-  reporting (its series must be filled from the nearest sample).
+  reporting (its series must be filled from the nearest sample);
+* optionally **spiky telemetry** (``spike_rate``, default off): every sample of every metric is,
+  with that probability, a one-second burst of 1.5-4x its value (counter bursts, a sample read
+  across two intervals), on healthy and faulty machines alike. Real per-second counters are
+  spikier than AR(1) noise; this is the noise the paper's per-metric denoising is for. Spikes
+  are drawn last, so traces with ``spike_rate = 0`` are unchanged.
 
 Every magnitude is drawn from a range, so some faults are subtle. All randomness comes from one
 ``numpy.random.Generator`` seeded by the caller.
@@ -109,6 +114,8 @@ class TraceConfig:
         Pipeline stages (peer groups); ``None`` picks 1 for small jobs, else 2 or 4.
     metrics
         Which of :data:`METRICS` to emit.
+    spike_rate
+        Probability that a sample is a one-second burst (see the module docstring), 0 to 0.5.
     """
 
     num_machines: int = 16
@@ -116,8 +123,11 @@ class TraceConfig:
     fault: FaultType | None = None
     num_stages: int | None = None
     metrics: tuple[str, ...] = METRICS
+    spike_rate: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.spike_rate <= 0.5:
+            raise ConfigError(f"spike_rate must be in [0, 0.5]; got {self.spike_rate}")
         if not 2 <= self.num_machines <= 4096:
             raise ConfigError(f"num_machines must be in [2, 4096]; got {self.num_machines}")
         if self.duration_s < 120:
@@ -196,6 +206,10 @@ def generate_trace(config: TraceConfig, rng: np.random.Generator, name: str = "j
             end = num_steps - 1
         _inject(config.fault, values, reported, rng, victim, start, end, stage_of)
         faults.append(FaultLabel(machines[victim], config.fault.value, float(start), float(end)))
+    if config.spike_rate > 0:
+        for metric in METRICS:
+            burst = rng.random(values[metric].shape) < config.spike_rate
+            values[metric][burst] *= rng.uniform(1.5, 4.0, int(burst.sum()))
     for metric in METRICS:
         np.maximum(values[metric], 0.0, out=values[metric])
     values["tensor_activity"] = np.minimum(values["tensor_activity"], 1.0)
@@ -355,6 +369,7 @@ def generate_set(
     machine_choices: tuple[int, ...] = (4, 8, 16, 32, 64),
     duration_s: int = 900,
     metrics: tuple[str, ...] = METRICS,
+    spike_rate: float = 0.0,
 ) -> TraceSet:
     """``num_faults`` one-fault traces (types drawn from :data:`FAULT_MIX`) and fault-free ones.
 
@@ -373,6 +388,7 @@ def generate_set(
             duration_s=duration_s,
             fault=fault,
             metrics=metrics,
+            spike_rate=spike_rate,
         )
         job_rng = np.random.default_rng(rng.integers(2**63))
         traces.append(generate_trace(cfg, job_rng, f"s{seed}j{i}"))

@@ -3,10 +3,14 @@
 Run as ``python -m mlsyskit.training.minder.lab_worker --rank R --world W --master-port P
 --metrics-port Q --control-dir D``. Every step it runs forward/backward of a small MLP, all-reduces
 the gradients over gloo and updates Prometheus gauges with *measured* values: process CPU %
-(``time.process_time`` over wall time), step time, the fraction of the step spent computing and
+(``time.process_time`` over wall time), the fraction of wall time the training thread was
+runnable but waiting for a CPU (the kernel's run-queue wait from ``/proc/self/schedstat``, the
+per-process form of what node_exporter's ``node_schedstat_waiting_seconds_total`` and the CPU
+pressure (PSI) metrics report per host), step time, the fraction of the step spent computing and
 spent waiting in the all-reduce, resident memory, and a step counter. The lab injects faults
 through files in the control directory (``slow-R``: this rank does 6x the compute every step)
-or with signals (SIGSTOP pauses it); ``stop`` ends every worker.
+or with signals (SIGSTOP pauses it); the CPU hog acts from outside, through CPU affinity and
+busy-loop neighbours (:mod:`.lab_faults`); ``stop`` ends every worker.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from mlsyskit.training.minder.lab_faults import SLOW_FACTOR
+
 
 class _Phase:
     """What the step loop is doing now, and since when."""
@@ -26,6 +32,17 @@ class _Phase:
         self.phase = phase
         self.since = since
         self.last_step_end = last_step_end
+
+
+SCHEDSTAT = Path("/proc/self/schedstat")
+
+
+def run_queue_wait_s() -> float:
+    """Seconds the main (training) thread has spent runnable but not running, since it started.
+
+    ``/proc/self/schedstat`` holds the thread-group leader's ``run_ns wait_ns timeslices``.
+    """
+    return int(SCHEDSTAT.read_text().split()[1]) / 1e9
 
 
 def main() -> None:
@@ -39,6 +56,8 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    if not SCHEDSTAT.exists():
+        raise SystemExit(f"lab worker: {SCHEDSTAT} is missing; the lab needs Linux schedstats")
     import torch
     import torch.distributed as dist
     from prometheus_client import Counter, Gauge, start_http_server
@@ -46,6 +65,8 @@ def main() -> None:
     torch.set_num_threads(1)
     gauges = {
         "cpu": Gauge("lab_cpu_percent", "process CPU use over the last second, %"),
+        "cpu_wait": Gauge("lab_cpu_wait_fraction",
+                          "fraction of the last second the training thread waited for a CPU"),
         "step": Gauge("lab_step_time_seconds", "wall time of the last training step"),
         "busy": Gauge("lab_compute_fraction", "fraction of the step spent computing"),
         "wait": Gauge("lab_comm_wait_fraction", "fraction of the step spent in all-reduce"),
@@ -83,7 +104,7 @@ def main() -> None:
             cur.phase, cur.since = phase, now
 
     def sample() -> None:
-        cpu_mark, wall_mark = time.process_time(), time.monotonic()
+        cpu_mark, wall_mark, wait_mark = time.process_time(), time.monotonic(), run_queue_wait_s()
         while not done.wait(1.0):
             now = time.perf_counter()
             with lock:
@@ -98,9 +119,10 @@ def main() -> None:
             gauges["wait"].set(snap["comm"] / total)
             gauges["tput"].set(batch * snap["steps"] / total)
             gauges["step"].set(snap["step_s"] / snap["steps"] if snap["steps"] else since_step)
-            cpu, wall = time.process_time(), time.monotonic()
+            cpu, wall, waited = time.process_time(), time.monotonic(), run_queue_wait_s()
             gauges["cpu"].set(100.0 * (cpu - cpu_mark) / (wall - wall_mark))
-            cpu_mark, wall_mark = cpu, wall
+            gauges["cpu_wait"].set((waited - wait_mark) / (wall - wall_mark))
+            cpu_mark, wall_mark, wait_mark = cpu, wall, waited
             gauges["rss"].set(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -108,7 +130,7 @@ def main() -> None:
         while not stop_file.exists() and time.monotonic() < deadline:
             t0 = time.perf_counter()
             enter("compute")
-            repeats = 6 if slow_file.exists() else 1
+            repeats = SLOW_FACTOR if slow_file.exists() else 1
             for _ in range(repeats):
                 optimiser.zero_grad()
                 loss = torch.nn.functional.cross_entropy(model(x), y)
