@@ -31,8 +31,8 @@ def test_compare_runs_every_strategy(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     curves = json.loads((tmp_path / "curves.json").read_text())
     assert [c["strategy"] for c in curves] == [
-        "fielding", "fedavg", "ifca", "cluster_once", "moves_only", "global_every_drift",
-        "feddrift", "oracle",
+        "fielding", "fedavg", "ifca", "ifca_last_identity", "cluster_once", "moves_only",
+        "global_every_drift", "feddrift", "oracle",
     ]
     assert (tmp_path / "compare.png").stat().st_size > 0
 
@@ -42,3 +42,5 @@ def test_bad_inputs_exit_2_with_a_message() -> None:
     assert bad.exit_code == 2 and "--malicious must be in [0, 1)" in bad.output
     unknown = runner.invoke(app, ["fielding", "run", "--strategy", "nope"])
     assert unknown.exit_code == 2
+    both = runner.invoke(app, ["fielding", "run", "--features", "--class-features"])
+    assert both.exit_code == 2 and "one of --features and --class-features" in both.output

@@ -4,6 +4,7 @@ import numpy as np
 
 from mlsyskit.federated.fielding.representation import (
     Representation,
+    class_pooled_means,
     client_vector,
     pooled_mean_image,
 )
@@ -37,3 +38,24 @@ def test_rotation_moves_the_feature_part_only() -> None:
     lie = np.full(10, 0.1)
     np.testing.assert_allclose(
         client_vector(flat, y, 10, 8, Representation.LABELS, labels_override=lie), lie)
+
+
+def test_class_pooled_means_by_hand_and_label_swap_moves_them() -> None:
+    # 8x8 images: class 1 lights the top-left 2x2 block, class 3 is all ones; 1 of 4 is class 1
+    img = np.zeros((4, 8, 8), np.float32)
+    img[0, :2, :2] = 1.0
+    img[1:] = 1.0
+    x, y = img.reshape(4, 64), np.array([1, 3, 3, 3])
+    feats = class_pooled_means(x, y, 5, 8).reshape(5, 16)
+    assert feats[1, 0] == 0.25 and feats[1, 1:].sum() == 0.0  # share 1/4 x pooled block 1.0
+    np.testing.assert_allclose(feats[3], np.full(16, 0.75))
+    assert feats[[0, 2, 4]].sum() == 0.0  # absent classes
+    # swapping labels 1 <-> 3 keeps the images (P(x)) but moves the class-conditional part
+    swapped = np.array([3, 1, 1, 1])
+    a = client_vector(x, y, 5, 8, Representation.LABELS_AND_CLASS_FEATURES)
+    b = client_vector(x, swapped, 5, 8, Representation.LABELS_AND_CLASS_FEATURES)
+    assert a.shape == (5 + 5 * 16,)
+    p_x = client_vector(x, y, 5, 8, Representation.LABELS_AND_FEATURES)[5:]
+    np.testing.assert_allclose(p_x, client_vector(x, swapped, 5, 8,
+                                                  Representation.LABELS_AND_FEATURES)[5:])
+    assert np.abs(a[5:] - b[5:]).sum() > 10.0

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from mlsyskit.federated.fielding.clock import ClockModel
@@ -8,9 +10,10 @@ from mlsyskit.federated.fielding.names import ScenarioName
 from mlsyskit.federated.fielding.policies import (
     FedDriftLitePolicy,
     IFCAPolicy,
+    IFCAServe,
     RoundContext,
 )
-from mlsyskit.federated.fielding.scenarios import Scenario, scenario_spec
+from mlsyskit.federated.fielding.scenarios import Scenario, scenario_spec, swap_pair
 
 
 def _scenario(seed: int = 0, **kw: object) -> Scenario:
@@ -74,3 +77,42 @@ def test_clock_charges_downloads_of_every_model() -> None:
     one = clock.client_time_s(1.0, 1e9, 1, 1_000_000)  # 1 s compute + 1 s down + 1 s up
     five = clock.client_time_s(1.0, 1e9, 5, 1_000_000)
     assert one == 3.0 and five == 7.0
+
+
+def test_concept_drift_swaps_two_dominant_labels_and_keeps_the_inputs() -> None:
+    spec = scenario_spec(ScenarioName.CONCEPT, dataset=DatasetName.DIGITS, num_clients=20,
+                         num_rounds=10, train_per_client=60, test_per_client=30)
+    s = Scenario(spec, load_digits_dataset(), 0)
+    assert spec.num_true_groups == 8  # 4 label groups x {plain, swapped}
+    before, after = s.true_groups(4), s.true_groups(5)  # the swap happens at 50% = round 5
+    assert before.max() < 4 and (after >= 4).sum() == 6  # 30% of 20 clients
+    np.testing.assert_array_equal(after % 4, before)  # label groups unchanged
+    plain = Scenario(spec, load_digits_dataset(), 0)  # the same draw with the swap undone
+    for i in (int(c) for c in np.flatnonzero(after >= 4)):
+        last = plain.timelines[i][-1]
+        assert last.swapped and not last.rotated and last.start_round == 5
+        plain.timelines[i][-1] = replace(last, swapped=False)
+        a, b = swap_pair(spec.label_groups[int(before[i])])
+        got, ref = s.client(i, 5), plain.client(i, 5)
+        np.testing.assert_array_equal(got.x_train, ref.x_train)  # same inputs: P(x) kept
+        expected = np.where(ref.y_train == a, b, np.where(ref.y_train == b, a, ref.y_train))
+        np.testing.assert_array_equal(got.y_train, expected)
+        assert got.true_group == after[i] == ref.true_group + 4
+
+
+def test_ifca_last_identity_serves_the_cluster_picked_when_last_trained() -> None:
+    pol = IFCAPolicy(2, IFCAServe.LAST_IDENTITY)
+    pol.start({}, 3)
+    loss = {(0, 0): 1.0, (0, 1): 0.0, (1, 0): 0.0, (1, 1): 1.0, (2, 0): 1.0, (2, 1): 0.0}
+    pol.step(_ctx(loss, [0], 2))  # client 0 trains and picks model 1
+    probe = lambda i, m: loss[(i, m)]  # noqa: E731
+    # clients 1 and 2 never trained: they pick once by loss (0 and 1)
+    assert pol.serve(3, probe, 2).tolist() == [1, 0, 1]
+    flipped = {k: 1.0 - v for k, v in loss.items()}  # all data drifts
+    # nobody re-picks until sampled: the served models stay; best-of-K would flip all three
+    assert pol.serve(3, lambda i, m: flipped[(i, m)], 2).tolist() == [1, 0, 1]
+    pol.step(_ctx(flipped, [2], 2))  # client 2 is sampled and re-picks
+    assert pol.serve(3, lambda i, m: flipped[(i, m)], 2).tolist() == [1, 0, 0]
+    best = IFCAPolicy(2)
+    best.start({}, 3)
+    assert best.serve(3, lambda i, m: flipped[(i, m)], 2).tolist() == [0, 1, 0]

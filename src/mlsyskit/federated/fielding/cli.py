@@ -35,9 +35,17 @@ FeaturesOpt = Annotated[
     typer.Option("--features", help="Clients also report a 4x4 pooled mean image (sees "
                  "feature drift such as rotation)."),
 ]
+ClassFeaturesOpt = Annotated[
+    bool,
+    typer.Option("--class-features", help="Clients also report per-class 4x4 pooled mean "
+                 "images weighted by class share (sees concept drift such as label swaps)."),
+]
 
 
-def _check(clients: int | None, rounds: int | None, malicious: float, per_round: int) -> None:
+def _check(clients: int | None, rounds: int | None, malicious: float, per_round: int,
+           features: bool = False, class_features: bool = False) -> None:
+    if features and class_features:
+        raise ConfigError("pick at most one of --features and --class-features")
     if clients is not None and clients < 2:
         raise ConfigError(f"--clients must be >= 2; got {clients}")
     if rounds is not None and rounds < 1:
@@ -48,9 +56,11 @@ def _check(clients: int | None, rounds: int | None, malicious: float, per_round:
         raise ConfigError(f"--per-round must be >= 1; got {per_round}")
 
 
-def _representation(features: bool) -> Representation:
+def _representation(features: bool, class_features: bool = False) -> Representation:
     from mlsyskit.federated.fielding.representation import Representation
 
+    if class_features:
+        return Representation.LABELS_AND_CLASS_FEATURES
     return Representation.LABELS_AND_FEATURES if features else Representation.LABELS
 
 
@@ -82,14 +92,15 @@ def run(
     per_round: PerRoundOpt = 20,
     alpha: AlphaOpt = None,
     features: FeaturesOpt = False,
+    class_features: ClassFeaturesOpt = False,
     out: Annotated[Path | None, typer.Option(help="Write the curve as JSON here.")] = None,
 ) -> None:
     """Run one strategy on a scenario (in-process simulator) and print its summary."""
     from mlsyskit.federated.fielding.harness import RunRequest, run_many
 
-    _check(clients, rounds, malicious, per_round)
+    _check(clients, rounds, malicious, per_round, features, class_features)
     req = RunRequest(scenario, strategy, seed, clients, rounds, per_round, malicious, alpha,
-                     representation=_representation(features))
+                     representation=_representation(features, class_features))
     result = run_many([req], strategy.value)[0]
     console.print(_table(f"{scenario.value}: {strategy.value}", [result]))
     if out is not None:
@@ -117,6 +128,7 @@ def compare(
     per_round: PerRoundOpt = 20,
     alpha: AlphaOpt = None,
     features: FeaturesOpt = False,
+    class_features: ClassFeaturesOpt = False,
     out: Annotated[Path, typer.Option(help="Folder for curves JSON and plot.")] = Path(
         "fielding-compare"
     ),
@@ -125,9 +137,10 @@ def compare(
     from mlsyskit.federated.fielding.harness import RunRequest, run_many
     from mlsyskit.report.plotting import new_figure, save_figure
 
-    _check(clients, rounds, malicious, per_round)
+    _check(clients, rounds, malicious, per_round, features, class_features)
+    rep = _representation(features, class_features)
     reqs = [RunRequest(scenario, s, seed, clients, rounds, per_round, malicious, alpha,
-                       representation=_representation(features)) for s in StrategyName]
+                       representation=rep) for s in StrategyName]
     results = run_many(reqs, "compare")
     console.print(_table(f"{scenario.value}: all strategies (seed {seed})", results))
     out.mkdir(parents=True, exist_ok=True)

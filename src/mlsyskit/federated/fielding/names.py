@@ -13,6 +13,7 @@ class ScenarioName(StrEnum):
     CONTINUOUS = "continuous"
     EMERGENT = "emergent"
     FEATURE = "feature"
+    CONCEPT = "concept"
     IID = "iid"
     DIGITS = "digits"
 
@@ -23,6 +24,7 @@ class StrategyName(StrEnum):
     FIELDING = "fielding"
     FEDAVG = "fedavg"
     IFCA = "ifca"
+    IFCA_LAST_IDENTITY = "ifca_last_identity"
     CLUSTER_ONCE = "cluster_once"
     MOVES_ONLY = "moves_only"
     GLOBAL_EVERY_DRIFT = "global_every_drift"

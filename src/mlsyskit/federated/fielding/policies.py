@@ -12,6 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 import numpy as np
 
@@ -119,6 +120,22 @@ class FedAvgPolicy(ClusterPolicy):
         return Decision(self.assignment, 1)
 
 
+class IFCAServe(StrEnum):
+    """Which model an IFCA client is *evaluated* with (training is the same in both).
+
+    ``BEST_OF_K``: every client, sampled or not, evaluates all K models on its local training
+    data at every evaluation and uses the lowest-loss one (as IFCA's reference code evaluates,
+    there on the test data itself): the strongest reading, it re-assigns drifted clients at once.
+    ``LAST_IDENTITY``: a client is served the cluster it picked when it last trained (IFCA's
+    Algorithm 1 estimates identities only at participating clients); a client that never
+    trained picks once, by loss. This is the reading under which Fielding's paper contrasts
+    "all drifted clients" with "only the sampled ones".
+    """
+
+    BEST_OF_K = "best_of_k"
+    LAST_IDENTITY = "last_identity"
+
+
 class IFCAPolicy(ClusterPolicy):
     """IFCA (Ghosh et al. 2020): K randomly initialised models; each sampled client downloads
     all K, picks the one with the lowest loss on its data and trains it."""
@@ -126,14 +143,17 @@ class IFCAPolicy(ClusterPolicy):
     distinct_init = True
     needs_loss_probe = True
 
-    def __init__(self, num_clusters: int) -> None:
+    def __init__(self, num_clusters: int, serve_rule: IFCAServe = IFCAServe.BEST_OF_K) -> None:
         self.initial_models = num_clusters
+        self.serve_rule = serve_rule
+        self.picked = np.zeros(0, dtype=bool)
 
     def models_down(self, num_models: int) -> int:
         return num_models
 
     def start(self, reports: Mapping[int, Report], num_clients: int) -> Decision:
         self.assignment = np.zeros(num_clients, dtype=int)
+        self.picked = np.zeros(num_clients, dtype=bool)
         return Decision(self.assignment, self.initial_models)
 
     def _best(self, i: int, loss: LossProbe, num_models: int) -> int:
@@ -145,10 +165,16 @@ class IFCAPolicy(ClusterPolicy):
             assignment[i] = self._best(int(i), ctx.loss, ctx.num_models)
         moves = int((assignment != self.assignment).sum())
         self.assignment = assignment
+        self.picked[ctx.sampled] = True
         return Decision(assignment, ctx.num_models, num_moves=moves)
 
     def serve(self, num_clients: int, loss: LossProbe, num_models: int) -> np.ndarray:
-        return np.array([self._best(i, loss, num_models) for i in range(num_clients)])
+        if self.serve_rule is IFCAServe.BEST_OF_K:
+            return np.array([self._best(i, loss, num_models) for i in range(num_clients)])
+        for i in np.flatnonzero(~self.picked):
+            self.assignment[i] = self._best(int(i), loss, num_models)
+            self.picked[i] = True
+        return self.assignment.copy()
 
 
 class OraclePolicy(ClusterPolicy):
@@ -235,6 +261,8 @@ def make_policy(
         return FedAvgPolicy()
     if name is StrategyName.IFCA:
         return IFCAPolicy(ifca_clusters)
+    if name is StrategyName.IFCA_LAST_IDENTITY:
+        return IFCAPolicy(ifca_clusters, IFCAServe.LAST_IDENTITY)
     if name is StrategyName.FEDDRIFT:
         return FedDriftLitePolicy(max_clusters=cfg.max_clusters)
     assert truth is not None, "the oracle needs the true groups"

@@ -2,8 +2,11 @@
 
 Label histograms are blind to feature drift (e.g. rotated images keep P(y)). The optional
 extension (notes 1.2 i) appends the client's mean image average-pooled to a 4x4 grid, scaled by
-``feature_weight``: 16 more floats, cheap to send, and they move when P(x) moves. The drift test,
-moves and trigger work unchanged on the longer vector.
+``feature_weight``: 16 more floats, cheap to send, and they move when P(x) moves. Both are blind
+to concept drift (swapped labels keep P(y) and P(x)); the class-conditional extension appends,
+per class c, ``P(y=c)`` times the 4x4 pooled mean image of the class-c inputs (the joint first
+moment E[pool(x) 1{y=c}], 16 C floats): it moves when P(x|y) moves, hence under label swaps.
+The drift test, moves and trigger work unchanged on the longer vectors.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ POOL_GRID = 4
 class Representation(StrEnum):
     LABELS = "labels"
     LABELS_AND_FEATURES = "labels+features"
+    LABELS_AND_CLASS_FEATURES = "labels+class-features"
 
 
 def pooled_mean_image(x: np.ndarray, image_side: int, grid: int = POOL_GRID) -> np.ndarray:
@@ -46,4 +50,21 @@ def client_vector(
     hist = label_histogram(y, num_classes) if labels_override is None else labels_override
     if kind is Representation.LABELS:
         return hist
-    return np.concatenate([hist, feature_weight * pooled_mean_image(x, image_side)])
+    if kind is Representation.LABELS_AND_FEATURES:
+        return np.concatenate([hist, feature_weight * pooled_mean_image(x, image_side)])
+    per_class = class_pooled_means(x, y, num_classes, image_side)
+    return np.concatenate([hist, feature_weight * per_class])
+
+
+def class_pooled_means(
+    x: np.ndarray, y: np.ndarray, num_classes: int, image_side: int
+) -> np.ndarray:
+    """(C * 16,) per class c: the share of class c times the pooled mean image of its inputs
+    (zeros for an absent class, so rare classes add little noise)."""
+    grid = POOL_GRID * POOL_GRID
+    out = np.zeros((num_classes, grid))
+    labels = np.asarray(y, dtype=int)
+    for c in np.unique(labels):
+        mask = labels == c
+        out[c] = mask.mean() * pooled_mean_image(x[mask], image_side)
+    return out.ravel()

@@ -4,7 +4,9 @@ Clients belong to latent *groups*; a group is a label prototype (0.9 of the mass
 classes) and optionally a rotation of the images (feature drift). A client's label mix is drawn
 from ``Dirichlet(alpha * prototype)`` when it joins a group, so ``alpha`` sets how homogeneous a
 group is (varied heterogeneity). Drift events change clients' groups: scheduled switches, a new
-group that appears, continuous random switches, or rotated images. The whole timeline is drawn
+group that appears, continuous random switches, rotated images (feature drift: P(x) moves) or
+swapped labels (concept drift: two dominant classes of the client's group exchange their
+labels, so P(y|x) moves while P(y) barely does). The whole timeline is drawn
 once from the seed, so every strategy sees exactly the same data.
 """
 
@@ -41,6 +43,8 @@ class ScenarioSpec:
     continuous_rate: float = 0.0
     rotate_at: float | None = None
     rotate_fraction: float = 0.3
+    swap_at: float | None = None
+    swap_fraction: float = 0.3
     malicious_fraction: float = 0.0
 
     def __post_init__(self) -> None:
@@ -59,9 +63,20 @@ class ScenarioSpec:
         return self.groups + extra
 
     @property
+    def num_variants(self) -> int:
+        """Data variants of one label group: plain, rotated and/or label-swapped."""
+        return (2 if self.rotate_at is not None else 1) * (2 if self.swap_at is not None else 1)
+
+    @property
     def num_true_groups(self) -> int:
-        """Groups an oracle separates: label groups, times two when some images rotate."""
-        return len(self.label_groups) * (2 if self.rotate_at is not None else 1)
+        """Groups an oracle separates: label groups times their variants (rotated images,
+        swapped labels)."""
+        return len(self.label_groups) * self.num_variants
+
+    def true_group(self, seg: Segment) -> int:
+        """The oracle's group of a segment: label group, then rotation, then label swap."""
+        variant = int(seg.rotated) + int(seg.swapped) * (2 if self.rotate_at is not None else 1)
+        return seg.label_group + len(self.label_groups) * variant
 
 
 def scenario_spec(name: ScenarioName, **overrides: object) -> ScenarioSpec:
@@ -71,6 +86,7 @@ def scenario_spec(name: ScenarioName, **overrides: object) -> ScenarioSpec:
         ScenarioName.CONTINUOUS: ScenarioSpec(name, continuous_rate=0.02, emerge_at=0.5),
         ScenarioName.EMERGENT: ScenarioSpec(name, emerge_at=0.5),
         ScenarioName.FEATURE: ScenarioSpec(name, rotate_at=0.5),
+        ScenarioName.CONCEPT: ScenarioSpec(name, swap_at=0.5),
         ScenarioName.IID: ScenarioSpec(name, alpha=None),
         ScenarioName.DIGITS: ScenarioSpec(
             name, dataset=DatasetName.DIGITS, num_clients=20, num_rounds=30,
@@ -87,6 +103,7 @@ class Segment:
     start_round: int
     label_group: int
     rotated: bool
+    swapped: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +113,18 @@ class ClientData:
     x_test: np.ndarray
     y_test: np.ndarray
     true_group: int
+
+
+def swap_pair(labels: tuple[int, ...]) -> tuple[int, int]:
+    """The two classes a label-swapped client of this group exchanges: the group's first two
+    (both dominant, so P(y) barely moves and only P(y|x) changes)."""
+    return labels[0], labels[1]
+
+
+def _swap(y: np.ndarray, a: int, b: int) -> np.ndarray:
+    out = y.copy()
+    out[y == a], out[y == b] = b, a
+    return out
 
 
 def _prototype(labels: tuple[int, ...], num_classes: int) -> np.ndarray:
@@ -140,6 +169,8 @@ class Scenario:
             events.setdefault(max(1, int(spec.emerge_at * spec.num_rounds)), []).append("emerge")
         if spec.rotate_at is not None:
             events.setdefault(max(1, int(spec.rotate_at * spec.num_rounds)), []).append("rotate")
+        if spec.swap_at is not None:
+            events.setdefault(max(1, int(spec.swap_at * spec.num_rounds)), []).append("swap")
         emerged = False
         benign = np.arange(n)
         for t in range(1, spec.num_rounds + 1):
@@ -151,18 +182,22 @@ class Scenario:
                     seg = changed.get(int(i), current[i])
                     if kind == "switch":
                         other = [g for g in range(num_base) if g != seg.label_group]
-                        changed[int(i)] = Segment(t, int(rng.choice(other)), seg.rotated)
+                        changed[int(i)] = replace(seg, start_round=t,
+                                                  label_group=int(rng.choice(other)))
                     elif kind == "emerge":
-                        changed[int(i)] = Segment(t, num_base, seg.rotated)
+                        changed[int(i)] = replace(seg, start_round=t, label_group=num_base)
+                    elif kind == "rotate":
+                        changed[int(i)] = replace(seg, start_round=t, rotated=True)
                     else:
-                        changed[int(i)] = Segment(t, seg.label_group, True)
+                        changed[int(i)] = replace(seg, start_round=t, swapped=True)
                 emerged = emerged or kind == "emerge"
             if spec.continuous_rate > 0:
                 active = num_base + (1 if emerged else 0)
                 for i in benign[rng.random(len(benign)) < spec.continuous_rate]:
                     seg = changed.get(int(i), current[i])
                     other = [g for g in range(active) if g != seg.label_group]
-                    changed[int(i)] = Segment(t, int(rng.choice(other)), seg.rotated)
+                    changed[int(i)] = replace(seg, start_round=t,
+                                              label_group=int(rng.choice(other)))
             for i, seg in changed.items():
                 current[i] = seg
                 timelines[i].append(seg)
@@ -173,6 +208,7 @@ class Scenario:
             "switch": self.spec.switch_fraction,
             "emerge": self.spec.emerge_fraction,
             "rotate": self.spec.rotate_fraction,
+            "swap": self.spec.swap_fraction,
         }[kind]
 
     def segment_index(self, client: int, server_round: int) -> int:
@@ -181,11 +217,9 @@ class Scenario:
 
     def true_groups(self, server_round: int) -> np.ndarray:
         """(N,) ground-truth group of every client at a round (what the oracle knows)."""
-        num_label = len(self.spec.label_groups)
         out = np.empty(self.spec.num_clients, dtype=int)
         for i in range(self.spec.num_clients):
-            seg = self.timelines[i][self.segment_index(i, server_round)]
-            out[i] = seg.label_group + (num_label if seg.rotated else 0)
+            out[i] = self.spec.true_group(self.timelines[i][self.segment_index(i, server_round)])
         return out
 
     def client(self, i: int, server_round: int) -> ClientData:
@@ -214,9 +248,10 @@ class Scenario:
         x_te, y_te = self._draw(rng, mix, spec.test_per_client, train=False)
         if seg.rotated:
             x_tr, x_te = self._rotate(x_tr), self._rotate(x_te)
-        num_label = len(spec.label_groups)
-        group = seg.label_group + (num_label if seg.rotated else 0)
-        return ClientData(x_tr, y_tr, x_te, y_te, group)
+        if seg.swapped:
+            a, b = swap_pair(spec.label_groups[seg.label_group])
+            y_tr, y_te = _swap(y_tr, a, b), _swap(y_te, a, b)
+        return ClientData(x_tr, y_tr, x_te, y_te, spec.true_group(seg))
 
     def _draw(
         self, rng: np.random.Generator, mix: np.ndarray, count: int, train: bool
