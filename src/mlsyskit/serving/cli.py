@@ -88,9 +88,12 @@ def bench(
     if model is None:
         model = "small" if executor is ExecutorKind.TORCH else "llama-3-8b"
     kv = KVAction.SWAP if preemption is PreemptionMode.SWAP else KVAction.DISCARD
+    if offload is not None:  # fail fast, before any trace is loaded
+        from mlsyskit.serving.neo import routing
+
+        routing.check_workload_name(offload, workload)
     specs = make_workload(workload, num_requests, rate, seed=seed)
     if offload is not None:  # NEO's engines (mlsyskit/serving/neo/routing.py)
-        from mlsyskit.serving.neo import routing
 
         engine = routing.build_for_bench(
             offload, executor=executor.value, model=model, hardware=hardware, tp=tp,

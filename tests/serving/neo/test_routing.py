@@ -138,3 +138,17 @@ def test_serve_default_passes_offload(monkeypatch: pytest.MonkeyPatch) -> None:
     result = runner.invoke(app, ["serve", "--model", "tiny", "--offload", "neo"])
     assert result.exit_code == 0, result.output
     assert calls[0]["offload"] is OffloadMode.NEO
+
+
+def test_a_trace_with_api_calls_is_refused_before_serving() -> None:
+    from mlsyskit.serving.request import ApiCall
+    from mlsyskit.serving.workload import RequestSpec
+
+    plain = RequestSpec("a", 0.0, 10, 5)
+    calling = RequestSpec("b", 0.0, 10, 5, api_calls=(ApiCall(2, 0.5, 3),))
+    routing.check_workload(OffloadMode.NEO, [plain])  # no API call: accepted
+    routing.check_workload(OffloadMode.NONE, [plain, calling])  # device-only: accepted
+    with pytest.raises(ConfigError, match="API calls"):
+        routing.check_workload(OffloadMode.NEO, [plain, calling])
+    with pytest.raises(ConfigError, match="augmented"):
+        routing.check_workload_name(OffloadMode.FASTDECODE, "Augmented")

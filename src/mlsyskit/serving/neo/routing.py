@@ -102,6 +102,13 @@ def build_offload_torch_engine(
                               max_num_batched_tokens=max_num_batched_tokens, seed=seed)
 
 
+def check_workload_name(offload: OffloadMode, workload: str) -> None:
+    """Refuse the ``augmented`` workload by name, before its trace is even looked for."""
+    if offload is not OffloadMode.NONE and workload.strip().lower() == "augmented":
+        raise ConfigError(f"--offload {offload.value}: NEO does not serve requests with API "
+                          "calls (the augmented workload); use poisson, gamma, alpaca or a trace")
+
+
 def check_workload(offload: OffloadMode, specs: Sequence[RequestSpec]) -> None:
     """NEO serves no API calls: refuse such a workload before serving anything."""
     if offload is not OffloadMode.NONE and any(s.api_calls for s in specs):
