@@ -118,7 +118,13 @@ def bench(
 
         ids = random_prompt_ids(get_model_config(model).vocab_size, seed)
     started = time.perf_counter()
-    metrics = run_workload(engine, specs, prompt_ids=ids, progress=True)
+    try:
+        metrics = run_workload(engine, specs, prompt_ids=ids, progress=True)
+    finally:  # NEO's host thread stops also on error or Ctrl-C
+        if offload is not None:
+            from mlsyskit.serving.neo import routing
+
+            routing.close(engine)
     wall = time.perf_counter() - started
     summary = summarize(metrics)
     stats = engine.stats()
@@ -142,7 +148,6 @@ def bench(
     if offload is not None:
         from mlsyskit.serving.neo import routing
 
-        routing.close(engine)
         line = routing.describe(engine)
         if line is not None:
             console.print(line, highlight=False)

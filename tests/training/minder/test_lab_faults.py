@@ -169,3 +169,26 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except FileNotFoundError:
         return True
+
+
+@needs_two_cores
+def test_a_failed_restore_does_not_stop_the_others(
+        workers: list[subprocess.Popen[bytes]], monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlsyskit.training.minder import lab_faults
+
+    victim, *peers = workers
+    before = _affinities(peers[1].pid)
+    real_pin = lab_faults.pin_process
+    restoring = {"on": False}
+
+    def pin(pid: int, cores: frozenset[int]) -> None:
+        if restoring["on"] and pid == victim.pid:
+            raise PermissionError("EPERM")
+        real_pin(pid, cores)
+
+    monkeypatch.setattr(lab_faults, "pin_process", pin)
+    with (pytest.raises(MinderError, match=f"affinity of {victim.pid}"),
+          cpu_hog(victim.pid, [p.pid for p in peers], num_hogs=1) as placement):
+        restoring["on"] = True
+    assert _affinities(peers[1].pid) == before  # restored after the victim's failure
+    assert all(_gone(pid) for pid in placement.hog_pids)

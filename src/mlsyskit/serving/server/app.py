@@ -82,6 +82,10 @@ def create_app(engine: EngineLike, served: ServedModel, *, idle_wait_s: float = 
             yield
         finally:
             loop.stop()
+            # an executor that owns threads (NEO's host attention) releases them with the app
+            close = getattr(getattr(engine, "executor", None), "close", None)
+            if close is not None:
+                close()
 
     app = FastAPI(title="mlsyskit serving engine", lifespan=lifespan)
     app.state.metrics = metrics

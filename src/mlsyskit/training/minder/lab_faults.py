@@ -42,7 +42,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -172,11 +172,15 @@ def cpu_hog(victim_pid: int, peer_pids: Sequence[int], num_hogs: int,
             except (OSError, subprocess.TimeoutExpired) as exc:  # keep stopping the others
                 errors.append(f"hog {proc.pid}: {exc}")
         for pid, cores_before in original.items():
-            # a worker that has already ended has nothing left to restore
-            with suppress(ProcessLookupError):
+            try:
                 pin_process(pid, cores_before)
+            except ProcessLookupError:  # a worker that has ended has nothing left to restore
+                pass
+            except OSError as exc:  # keep restoring the others
+                errors.append(f"affinity of {pid}: {exc}")
         if errors and sys.exc_info()[0] is None:  # never mask the body's own exception
-            raise MinderError("could not stop every CPU hog: " + "; ".join(errors))
+            raise MinderError("could not undo every part of the CPU-hog fault: "
+                              + "; ".join(errors))
 
 
 @contextmanager
