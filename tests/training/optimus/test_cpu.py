@@ -134,3 +134,15 @@ def test_kernel_drift_compares_run_with_plan() -> None:
         for t in s.tasks))
     res = CpuRunResult({"m": 1.0}, {"m": 1.0}, {}, {}, 0, "", (), {"m": s}, {"m": ran})
     assert res.kernel_drift == pytest.approx(2.0)
+
+
+def test_cpu_run_config_names_a_bad_field() -> None:
+    from mlsyskit.training.optimus.cpu_run import CpuRunConfig
+    from mlsyskit.training.optimus.errors import OptimusError
+
+    with pytest.raises(OptimusError, match="p2p_rounds must be >= 3"):
+        CpuRunConfig(p2p_rounds=2)
+    with pytest.raises(OptimusError, match="prediction_draws"):
+        CpuRunConfig(prediction_draws=0)
+    with pytest.raises(OptimusError, match="dp_rs_s must be >= 0"):
+        CpuRunConfig(dp_rs_s=-1.0)

@@ -47,6 +47,20 @@ class CpuRunConfig:
     p2p_rounds: int = 14
     prediction_draws: int = 40
 
+    def __post_init__(self) -> None:
+        # the P2P probe drops its first two rounds (connection set-up) as warm-up
+        least = {"num_microbatches": 1, "microbatch_size": 1, "seq_len": 1, "iterations": 1,
+                 "profile_reps": 1, "p2p_rounds": 3, "prediction_draws": 1}
+        for name, low in least.items():
+            if getattr(self, name) < low:
+                raise OptimusError(f"CpuRunConfig.{name} must be >= {low}; "
+                                   f"got {getattr(self, name)}")
+        for name in ("warmup", "tp_comm_s", "dp_ag_s", "dp_rs_s", "nominal_p2p_s"):
+            if getattr(self, name) < 0:
+                raise OptimusError(f"CpuRunConfig.{name} must be >= 0; got {getattr(self, name)}")
+        if self.timeout_s <= 0:
+            raise OptimusError(f"CpuRunConfig.timeout_s must be > 0; got {self.timeout_s}")
+
 
 @dataclass
 class CpuRunResult:
