@@ -81,6 +81,7 @@ def bench(
 
     from mlsyskit.serving.engine import build_engine
     from mlsyskit.serving.metrics import summarize, write_metrics_json
+    from mlsyskit.serving.neo import routing
     from mlsyskit.serving.policy import KVAction
     from mlsyskit.serving.runner import random_prompt_ids, run_workload
     from mlsyskit.serving.workload import make_workload
@@ -89,12 +90,9 @@ def bench(
         model = "small" if executor is ExecutorKind.TORCH else "llama-3-8b"
     kv = KVAction.SWAP if preemption is PreemptionMode.SWAP else KVAction.DISCARD
     if offload is not None:  # fail fast, before any trace is loaded
-        from mlsyskit.serving.neo import routing
-
         routing.check_workload_name(offload, workload)
     specs = make_workload(workload, num_requests, rate, seed=seed)
     if offload is not None:  # NEO's engines (mlsyskit/serving/neo/routing.py)
-
         engine = routing.build_for_bench(
             offload, executor=executor.value, model=model, hardware=hardware, tp=tp,
             host_cpu=host_cpu, policy=policy.value,
@@ -122,8 +120,6 @@ def bench(
         metrics = run_workload(engine, specs, prompt_ids=ids, progress=True)
     finally:  # NEO's host thread stops also on error or Ctrl-C
         if offload is not None:
-            from mlsyskit.serving.neo import routing
-
             routing.close(engine)
     wall = time.perf_counter() - started
     summary = summarize(metrics)
@@ -146,8 +142,6 @@ def bench(
     )
     extra: dict[str, object] = {}
     if offload is not None:
-        from mlsyskit.serving.neo import routing
-
         line = routing.describe(engine)
         if line is not None:
             console.print(line, highlight=False)
