@@ -3,7 +3,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
+from mlsyskit.errors import ConfigError
 from mlsyskit.federated.fielding.clock import ClockModel
 from mlsyskit.federated.fielding.data import DatasetName, load_digits_dataset
 from mlsyskit.federated.fielding.names import ScenarioName
@@ -13,7 +15,12 @@ from mlsyskit.federated.fielding.policies import (
     IFCAServe,
     RoundContext,
 )
-from mlsyskit.federated.fielding.scenarios import Scenario, scenario_spec, swap_pair
+from mlsyskit.federated.fielding.scenarios import (
+    Scenario,
+    ScenarioSpec,
+    scenario_spec,
+    swap_pair,
+)
 
 
 def _scenario(seed: int = 0, **kw: object) -> Scenario:
@@ -116,3 +123,42 @@ def test_ifca_last_identity_serves_the_cluster_picked_when_last_trained() -> Non
     best = IFCAPolicy(2)
     best.start({}, 3)
     assert best.serve(3, lambda i, m: flipped[(i, m)], 2).tolist() == [0, 1, 0]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("swap_at", 1.5), ("swap_at", -0.1), ("swap_fraction", 1.01), ("swap_fraction", -0.5),
+     ("rotate_at", 2.0), ("rotate_fraction", -0.1), ("emerge_at", 1.2),
+     ("emerge_fraction", 3.0), ("switch_fraction", -1.0), ("continuous_rate", 1.5),
+     ("swap_fraction", float("nan"))],
+)
+def test_scenario_fractions_out_of_range_name_the_field(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"ScenarioSpec\.{field} must be in \[0, 1\]"):
+        ScenarioSpec(ScenarioName.CONCEPT, **{field: value})  # type: ignore[arg-type]
+
+
+def test_scenario_switch_positions_are_checked_one_by_one() -> None:
+    with pytest.raises(ConfigError, match=r"switch_at\[1\] must be in \[0, 1\].*got 1\.25"):
+        scenario_spec(ScenarioName.SCHEDULED, switch_at=(0.25, 1.25))
+    # the bounds themselves are valid: round 1 and the last round
+    spec = scenario_spec(ScenarioName.CONCEPT, swap_at=1.0, swap_fraction=0.0)
+    assert spec.swap_at == 1.0 and spec.swap_fraction == 0.0
+    assert scenario_spec(ScenarioName.CONCEPT, swap_at=0.0, swap_fraction=1.0).swap_at == 0.0
+
+
+def test_ifca_moves_count_training_changes_only_and_ignore_the_serve_rule() -> None:
+    # client 0 trains model 1, then model 0 (one move); client 1 is served model 0 by
+    # LAST_IDENTITY's first pick and then trains model 1: a first training pick, not a move
+    loss_a = {(0, 0): 1.0, (0, 1): 0.0, (1, 0): 0.0, (1, 1): 1.0}
+    loss_b = {(0, 0): 0.0, (0, 1): 1.0, (1, 0): 1.0, (1, 1): 0.0}
+    counts = {}
+    for rule in IFCAServe:
+        pol = IFCAPolicy(2, rule)
+        pol.start({}, 2)
+        d1 = pol.step(_ctx(loss_a, [0], 2))
+        pol.serve(2, lambda i, m: loss_a[(i, m)], 2)  # LAST_IDENTITY picks model 0 for client 1
+        d2 = pol.step(_ctx(loss_b, [0, 1], 2))
+        d3 = pol.step(_ctx(loss_b, [0, 1], 2))  # same picks again: no move
+        counts[rule] = (d1.num_moves, d2.num_moves, d3.num_moves)
+        assert d2.assignment.tolist() == [0, 1]
+    assert counts[IFCAServe.BEST_OF_K] == counts[IFCAServe.LAST_IDENTITY] == (0, 1, 0)

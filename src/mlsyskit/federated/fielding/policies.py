@@ -147,6 +147,9 @@ class IFCAPolicy(ClusterPolicy):
         self.initial_models = num_clusters
         self.serve_rule = serve_rule
         self.picked = np.zeros(0, dtype=bool)
+        # the model each client last *trained* (-1: never): moves are counted against it, so
+        # serving (which may pick for never-sampled clients) cannot change the count
+        self.trained = np.zeros(0, dtype=int)
 
     def models_down(self, num_models: int) -> int:
         return num_models
@@ -154,16 +157,22 @@ class IFCAPolicy(ClusterPolicy):
     def start(self, reports: Mapping[int, Report], num_clients: int) -> Decision:
         self.assignment = np.zeros(num_clients, dtype=int)
         self.picked = np.zeros(num_clients, dtype=bool)
+        self.trained = np.full(num_clients, -1)
         return Decision(self.assignment, self.initial_models)
 
     def _best(self, i: int, loss: LossProbe, num_models: int) -> int:
         return int(np.argmin([loss(i, k) for k in range(num_models)]))
 
     def step(self, ctx: RoundContext) -> Decision:
+        """Sampled clients pick by loss. A *move* is a sampled client training another model
+        than the one it trained last time (a first pick is not a move), whatever the serve
+        rule: both rules train identically, so they count the same moves."""
         assignment = self.assignment.copy()
         for i in ctx.sampled:
             assignment[i] = self._best(int(i), ctx.loss, ctx.num_models)
-        moves = int((assignment != self.assignment).sum())
+        before = self.trained[ctx.sampled]
+        moves = int(((before >= 0) & (assignment[ctx.sampled] != before)).sum())
+        self.trained[ctx.sampled] = assignment[ctx.sampled]
         self.assignment = assignment
         self.picked[ctx.sampled] = True
         return Decision(assignment, ctx.num_models, num_moves=moves)

@@ -56,6 +56,25 @@ class ScenarioSpec:
             )
         if self.alpha is not None and self.alpha <= 0:
             raise ConfigError(f"Dirichlet alpha must be > 0; got {self.alpha}")
+        # event positions are fractions of num_rounds and sizes fractions of the clients: out
+        # of [0, 1] an event would silently never fire or be clamped to every client
+        rounds, clients = "a fraction of the rounds", "a fraction of the clients"
+        unit: list[tuple[str, float | None, str]] = [
+            *((f"switch_at[{j}]", at, rounds) for j, at in enumerate(self.switch_at)),
+            ("switch_fraction", self.switch_fraction, clients),
+            ("emerge_at", self.emerge_at, rounds),
+            ("emerge_fraction", self.emerge_fraction, clients),
+            ("continuous_rate", self.continuous_rate, "a probability per round"),
+            ("rotate_at", self.rotate_at, rounds),
+            ("rotate_fraction", self.rotate_fraction, clients),
+            ("swap_at", self.swap_at, rounds),
+            ("swap_fraction", self.swap_fraction, clients),
+        ]
+        for field_name, value, what in unit:
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ConfigError(
+                    f"ScenarioSpec.{field_name} must be in [0, 1] ({what}); got {value!r}"
+                )
 
     @property
     def label_groups(self) -> tuple[tuple[int, ...], ...]:
