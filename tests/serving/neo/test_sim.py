@@ -6,12 +6,19 @@ import math
 
 import pytest
 
-from mlsyskit.errors import UnknownNameError
+from mlsyskit.errors import BenchmarkError, UnknownNameError
 from mlsyskit.serving.neo.engine import SETUPS, build_sim_engine, get_setup
+from mlsyskit.serving.neo.loadtest import (
+    SteadyThroughput,
+    capacity,
+    steady_offline_throughput,
+    window_rate,
+)
 from mlsyskit.serving.neo.scheduler import NeoScheduler, OffloadMode
 from mlsyskit.serving.neo.sim import NeoSimExecutor
 from mlsyskit.serving.neo.workloads import NeoWorkload, neo_workload
 from mlsyskit.serving.runner import run_workload
+from mlsyskit.serving.workload import RequestSpec
 
 
 def test_t4_pool_is_the_papers_864_tokens() -> None:
@@ -56,3 +63,34 @@ def test_neo_beats_device_only_offline_on_the_t4() -> None:
 def test_unknown_setup_lists_the_known_ones() -> None:
     with pytest.raises(UnknownNameError, match="t4-7b"):
         get_setup("t5")
+
+
+def test_window_rate_counts_finishes_inside_the_window() -> None:
+    finish = [1.0, 2.0, 2.5, 3.9, 4.0, 6.0]
+    # [2, 4) holds 2.0, 2.5 and 3.9
+    assert window_rate(finish, 2.0, 4.0) == pytest.approx(3 / 2)
+    with pytest.raises(BenchmarkError, match="empty measurement window"):
+        window_rate(finish, 4.0, 4.0)
+
+
+def test_steady_drift_compares_the_window_halves() -> None:
+    assert SteadyThroughput(2.0, (1.0, 3.0), 1.5, 0.1).drift == pytest.approx(1.0)
+    assert SteadyThroughput(2.0, (2.0, 2.0), 1.5, 0.1).drift == 0.0
+
+
+def test_steady_offline_throughput_counts_the_middle_of_one_offline_run() -> None:
+    """The window rate is the finishes in [0.3 T, 0.7 T) of the same run that capacity() times."""
+    def make(n: int, rate: float, seed: int) -> list[RequestSpec]:
+        return neo_workload(NeoWorkload.SUMMARIZATION, n, rate, seed=seed)
+
+    setup = SETUPS["t4-7b"]
+    st = steady_offline_throughput(setup, OffloadMode.NONE, make, 60, seed=1)
+    done = run_workload(build_sim_engine(setup, OffloadMode.NONE, seed=1),
+                        make(60, math.inf, 1), oracle_hints=False)
+    end = max(m.finish_s for m in done)
+    inside = sum(1 for m in done if 0.3 * end <= m.finish_s < 0.7 * end)
+    assert st.rate_rps == pytest.approx(inside / (0.4 * end))
+    assert st.whole_run_rps == pytest.approx(capacity(setup, OffloadMode.NONE, make, 60, seed=1))
+    assert sum(st.halves) / 2 == pytest.approx(st.rate_rps)
+    with pytest.raises(BenchmarkError, match="drop"):
+        steady_offline_throughput(setup, OffloadMode.NONE, make, 60, drop=0.5)

@@ -92,6 +92,62 @@ def capacity(setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_request
     return run_point(setup, offload, make, num_requests, math.inf, seed, neo).throughput_rps
 
 
+@dataclass(frozen=True)
+class SteadyThroughput:
+    """Offline throughput over the middle of a long run (the paper's Fig. 10a measure).
+
+    All requests arrive at time 0; requests finishing in the middle ``window`` of the run's
+    time span are counted, so pool fill-up (warm-up) and the drain are left out, as the
+    paper's fig-10a script drops the first and last 30%. ``halves`` are the rates of the
+    window's two halves: far apart means the run never reached a steady state.
+    """
+
+    rate_rps: float
+    halves: tuple[float, float]
+    whole_run_rps: float
+    mean_tpot_s: float
+
+    @property
+    def drift(self) -> float:
+        """|second half - first half| / rate: 0 in a steady state."""
+        return abs(self.halves[1] - self.halves[0]) / max(self.rate_rps, 1e-12)
+
+
+def window_rate(finish_s: Sequence[float], lo: float, hi: float) -> float:
+    """Requests finishing in ``[lo, hi)`` per second."""
+    if hi <= lo:
+        raise BenchmarkError(f"empty measurement window [{lo}, {hi})")
+    return sum(1 for f in finish_s if lo <= f < hi) / (hi - lo)
+
+
+def steady_offline_throughput(
+    setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int, seed: int = 0,
+    neo: NeoConfig | None = None, drop: float = 0.3,
+) -> SteadyThroughput:
+    """Serve ``num_requests`` all at time 0 and measure the middle ``1 - 2*drop`` of the run.
+
+    ``num_requests`` must be large enough that the pools fill well before ``drop`` of the
+    run has passed; :attr:`SteadyThroughput.drift` shows whether they did.
+    """
+    if not 0 <= drop < 0.5:
+        raise BenchmarkError(f"drop must be in [0, 0.5); got {drop}")
+    engine = build_sim_engine(setup, offload, seed=seed, neo=neo)
+    metrics = run_workload(engine, make(num_requests, math.inf, seed), oracle_hints=False)
+    if len(metrics) != num_requests:
+        raise BenchmarkError(f"{setup.name}/{offload.value}: {len(metrics)} of {num_requests} "
+                             "requests finished")
+    finish = [m.finish_s for m in metrics]
+    end = max(finish)
+    lo, hi = drop * end, (1 - drop) * end
+    mid = (lo + hi) / 2
+    return SteadyThroughput(
+        window_rate(finish, lo, hi),
+        (window_rate(finish, lo, mid), window_rate(finish, mid, hi)),
+        num_requests / end,
+        float(np.mean([m.tpot_s for m in metrics])),
+    )
+
+
 def sweep(
     setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int,
     rates: Sequence[float], seed: int = 0,
