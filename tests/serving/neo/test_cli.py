@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typer.testing import CliRunner
 
 from mlsyskit.cli import app
@@ -42,3 +44,27 @@ def test_bench_paper_rules_pipeline_where_the_defaults_fall_back() -> None:
     assert default.exit_code == 0 and paper.exit_code == 0, default.output + paper.output
     assert "steps: 0 pipelined" in default.output and "0 on the host" in default.output
     assert "steps: 0 pipelined" not in paper.output
+
+
+def test_bench_device_only_options_reach_the_engine_and_are_refused_elsewhere() -> None:
+    args = ["serve", "neo", "bench", "--num-requests", "12", "--rate", "inf"]
+    ok = runner.invoke(app, [*args, "--offload", "none", "--chunk-tokens", "256", "--recompute"])
+    assert ok.exit_code == 0, ok.output
+    assert "12 requests at offline" in ok.output
+    for bad, names in (
+        (["--offload", "neo", "--chunk-tokens", "256"], "not neo"),
+        (["--offload", "none", "--executor", "torch", "--recompute"], "--executor sim only"),
+    ):
+        result = runner.invoke(app, [*args, *bad])
+        assert result.exit_code != 0
+        assert names in result.output
+
+
+def test_sweep_with_baselines_reports_every_system(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.png"
+    result = runner.invoke(app, ["serve", "neo", "sweep", "--num-requests", "20", "--baselines",
+                                 "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    for name in ("none", "neo", "vllm-256", "vllm-512", "recompute"):
+        assert f"{name}: sustainable" in result.output
+    assert out.stat().st_size > 0

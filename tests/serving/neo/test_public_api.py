@@ -10,9 +10,9 @@ import mlsyskit.serving.neo as neo
 
 def test_all_is_pinned() -> None:
     assert sorted(neo.__all__) == sorted([
-        "SETUPS", "CostTables", "ExecMode", "ModeRule", "NeoBlockManager", "NeoConfig", "NeoEngine",
-        "NeoScheduler", "NeoSimExecutor", "NeoStepPlan", "OffloadMode", "RooflineLayerCosts",
-        "build_sim_engine",
+        "SETUPS", "CostTables", "DeviceOnly", "ExecMode", "ModeRule", "NeoBlockManager",
+        "NeoConfig", "NeoEngine", "NeoScheduler", "NeoSimExecutor", "NeoStepPlan", "OffloadMode",
+        "RooflineLayerCosts", "build_sim_engine",
     ])
     for name in neo.__all__:
         assert hasattr(neo, name)

@@ -6,17 +6,24 @@ import math
 
 import pytest
 
-from mlsyskit.errors import BenchmarkError, UnknownNameError
-from mlsyskit.serving.neo.engine import SETUPS, build_sim_engine, get_setup
+from mlsyskit.errors import BenchmarkError, ConfigError, UnknownNameError
+from mlsyskit.serving.neo.engine import SETUPS, DeviceOnly, build_sim_engine, get_setup
 from mlsyskit.serving.neo.loadtest import (
+    RECOMPUTE,
+    VLLM_256,
+    VLLM_512,
     SteadyThroughput,
+    System,
     capacity,
+    compare,
     steady_offline_throughput,
     window_rate,
 )
-from mlsyskit.serving.neo.scheduler import NeoScheduler, OffloadMode
+from mlsyskit.serving.neo.scheduler import NeoConfig, NeoScheduler, OffloadMode
 from mlsyskit.serving.neo.sim import NeoSimExecutor
 from mlsyskit.serving.neo.workloads import NeoWorkload, neo_workload
+from mlsyskit.serving.plan import StepPlan, StepResult
+from mlsyskit.serving.policy import KVAction
 from mlsyskit.serving.runner import run_workload
 from mlsyskit.serving.workload import RequestSpec
 
@@ -94,3 +101,54 @@ def test_steady_offline_throughput_counts_the_middle_of_one_offline_run() -> Non
     assert sum(st.halves) / 2 == pytest.approx(st.rate_rps)
     with pytest.raises(BenchmarkError, match="drop"):
         steady_offline_throughput(setup, OffloadMode.NONE, make, 60, drop=0.5)
+
+
+def test_device_only_options_are_checked() -> None:
+    with pytest.raises(ConfigError, match="chunk_tokens"):
+        DeviceOnly(chunk_tokens=0)
+    with pytest.raises(ConfigError, match="swap or discard"):
+        DeviceOnly(preemption=KVAction.PRESERVE)
+    with pytest.raises(ConfigError, match="not neo"):
+        build_sim_engine("t4-7b", OffloadMode.NEO, device_only=DeviceOnly(chunk_tokens=256))
+    with pytest.raises(ConfigError, match="not none"):
+        build_sim_engine("t4-7b", OffloadMode.NONE, neo=NeoConfig.paper())
+
+
+@pytest.mark.parametrize(("system", "budget", "swaps"),
+                         [(VLLM_256, 256, True), (RECOMPUTE, 4096, False)])
+def test_device_only_baselines_chunk_and_preempt_as_configured(
+    system: System, budget: int, swaps: bool, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """vLLM-256 never batches more than 256 tokens; recompute preempts without swapping."""
+    engine = system.engine(SETUPS["t4-7b"], seed=1)
+    assert engine.config.max_num_batched_tokens == budget
+    step_tokens: list[int] = []
+    execute = engine.executor.execute
+
+    def spy(plan: StepPlan) -> StepResult:
+        step_tokens.append(sum(plan.num_new_tokens))
+        return execute(plan)
+
+    monkeypatch.setattr(engine.executor, "execute", spy)
+    specs = neo_workload(NeoWorkload.SUMMARIZATION, 40, math.inf, seed=1)
+    done = run_workload(engine, specs, oracle_hints=False)
+    assert len(done) == 40
+    stats = engine.stats()
+    # 864 tokens of device KV for 40 requests of ~420 tokens: preemption must happen
+    assert stats.num_preemptions > 0
+    assert (stats.num_swap_outs > 0) is swaps
+    # prompts reach 589 tokens, so vLLM-256 must have split some of them
+    assert max(step_tokens) <= budget
+    assert (max(step_tokens) > 256) is (budget > 256)
+
+
+def test_compare_names_each_system_and_rejects_duplicates() -> None:
+    def make(n: int, rate: float, seed: int) -> list[RequestSpec]:
+        return neo_workload(NeoWorkload.SUMMARIZATION, n, rate, seed=seed)
+
+    comp = compare(SETUPS["t4-7b"], make, workload="s", systems=(VLLM_512,), num_requests=20,
+                   fractions=(0.5, 1.0), max_extra_points=0)
+    assert list(comp.rates) == ["none", "vllm-512"]
+    twin = System(OffloadMode.NEO, label="vllm-512")
+    with pytest.raises(BenchmarkError, match="share a name"):
+        compare(SETUPS["t4-7b"], make, workload="s", systems=(VLLM_512, twin), num_requests=20)

@@ -56,22 +56,37 @@ def bench(
         bool, typer.Option(help="The paper's exact rules (throughput mode choice, no latency "
                            "guards) instead of the defaults.")
     ] = False,
+    chunk_tokens: Annotated[
+        int | None, typer.Option(help="--offload none, simulated: chunked-prefill token budget "
+                                 "per step (256 / 512: the paper's vLLM baselines).")
+    ] = None,
+    recompute: Annotated[
+        bool, typer.Option(help="--offload none, simulated: preemption discards the KV and "
+                           "recomputes it instead of swapping.")
+    ] = False,
 ) -> None:
     """Serve one workload and print latency, throughput and NEO's decisions."""
     import numpy as np
 
+    from mlsyskit.errors import ConfigError
     from mlsyskit.serving.neo.cost import CostTables
     from mlsyskit.serving.neo.loadtest import per_token_latencies
     from mlsyskit.serving.neo.scheduler import NeoConfig, NeoScheduler
     from mlsyskit.serving.neo.workloads import neo_workload
     from mlsyskit.serving.runner import random_prompt_ids, run_workload
 
+    if executor is not Executor.SIM and (chunk_tokens is not None or recompute):
+        raise ConfigError("--chunk-tokens and --recompute apply to --executor sim only")
     planned = CostTables.from_json(tables) if tables is not None else None
     rules = NeoConfig.paper() if paper_rules else None
     if executor is Executor.SIM:
-        from mlsyskit.serving.neo.engine import build_sim_engine
+        from mlsyskit.serving.neo.engine import DeviceOnly, build_sim_engine
+        from mlsyskit.serving.policy import KVAction
 
-        engine = build_sim_engine(setup, offload, tables=planned, seed=seed, neo=rules)
+        base = (DeviceOnly(chunk_tokens, KVAction.DISCARD if recompute else KVAction.SWAP)
+                if chunk_tokens is not None or recompute else None)
+        engine = build_sim_engine(setup, offload, tables=planned, seed=seed, neo=rules,
+                                  device_only=base)
         ids = None
         where = f"simulated {setup}"
     else:
@@ -118,16 +133,22 @@ def sweep(
     output_len: Annotated[int, typer.Option(help="Output length (synthetic workload).")] = 200,
     num_requests: Annotated[int, typer.Option(help="Requests per load point.")] = 200,
     fastdecode: Annotated[bool, typer.Option(help="Also sweep FastDecode+.")] = False,
+    baselines: Annotated[
+        bool, typer.Option(help="Also sweep the paper's vLLM-256/-512 (device-only, chunked "
+                           "prefill) and device-only with recompute preemption.")
+    ] = False,
     out: Annotated[Path, typer.Option(help="Plot to write.")] = Path("neo_sweep.png"),
 ) -> None:
     """Load-vs-latency curves of NEO and device-only, and their sustainable rates."""
     from mlsyskit.serving.neo.bench import _maker, plot_curves
     from mlsyskit.serving.neo.engine import get_setup
-    from mlsyskit.serving.neo.loadtest import compare
+    from mlsyskit.serving.neo.loadtest import RECOMPUTE, VLLM_256, VLLM_512, System, compare
 
-    systems = [OffloadMode.NONE, OffloadMode.NEO]
+    systems: list[OffloadMode | System] = [OffloadMode.NONE, OffloadMode.NEO]
     if fastdecode:
         systems.append(OffloadMode.FASTDECODE)
+    if baselines:
+        systems += [VLLM_256, VLLM_512, RECOMPUTE]
     comp = compare(get_setup(setup), _maker(workload, output_len), workload=workload.value,
                    systems=systems, num_requests=num_requests)
     for name, rate in comp.rates.items():

@@ -2,8 +2,9 @@
 
 All three go through :class:`~mlsyskit.serving.engine.Engine`: NEO and FastDecode+ swap in a
 :class:`NeoScheduler` over a :class:`NeoBlockManager`; device-only keeps the engine's own
-scheduler (FCFS, swap preemption). On the simulator all three are charged by one
-:class:`NeoSimExecutor`, so they meet one cost model.
+scheduler (FCFS; swap or recompute preemption, chunked prefill with any token budget, so the
+paper's vLLM-256/-512 baselines are device-only engines too). On the simulator all of them are
+charged by one :class:`NeoSimExecutor`, so they meet one cost model.
 """
 
 from __future__ import annotations
@@ -22,6 +23,30 @@ from mlsyskit.serving.neo.scheduler import NeoConfig, NeoScheduler, OffloadMode
 from mlsyskit.serving.neo.sim import NeoSimExecutor
 from mlsyskit.serving.policy import FCFSPolicy, KVAction, Policy
 from mlsyskit.serving.scheduler import SchedulerConfig
+
+
+@dataclass(frozen=True)
+class DeviceOnly:
+    """How the device-only (vLLM-like) baseline schedules.
+
+    Parameters
+    ----------
+    chunk_tokens
+        Token budget of one step with chunked prefill (the paper's vLLM-256 / vLLM-512);
+        ``None``: the setup's ``max_num_batched_tokens``.
+    preemption
+        What a preempted request's KV does: swap to the host pool, or discard and recompute.
+    """
+
+    chunk_tokens: int | None = None
+    preemption: KVAction = KVAction.SWAP
+
+    def __post_init__(self) -> None:
+        if self.chunk_tokens is not None and self.chunk_tokens < 1:
+            raise ConfigError(f"chunk_tokens must be >= 1; got {self.chunk_tokens}")
+        if self.preemption not in (KVAction.SWAP, KVAction.DISCARD):
+            raise ConfigError(f"device-only preemption must swap or discard; got "
+                              f"{self.preemption.value}")
 
 
 class NeoEngine(Engine):
@@ -132,12 +157,19 @@ def build_sim_engine(
     noise: float = 0.0,
     seed: int = 0,
     neo: NeoConfig | None = None,
+    device_only: DeviceOnly | None = None,
 ) -> Engine:
     """A simulated engine on ``setup`` with NEO, FastDecode+ or device-only (``none``).
 
     The scheduler predicts with ``tables`` (default: sampled from the setup's roofline on NEO's
     profiling grids); the executor charges the roofline itself. ``neo`` overrides NEO's rules
-    (its ``offload`` is replaced by ``offload``; e.g. ``NeoConfig.paper()``).
+    (its ``offload`` is replaced by ``offload``; e.g. ``NeoConfig.paper()``); ``device_only``
+    sets the device-only baseline's chunk budget and preemption (``none`` only).
+
+    Raises
+    ------
+    ConfigError
+        ``device_only`` with an offloading mode, ``neo`` with ``none``, or no device blocks.
     """
     s = get_setup(setup) if isinstance(setup, str) else setup
     mode = OffloadMode(offload) if isinstance(offload, str) else offload
@@ -146,9 +178,15 @@ def build_sim_engine(
     executor = NeoSimExecutor(costs, num_device_blocks=dev, num_host_blocks=host,
                               block_size=s.block_size, noise=noise, seed=seed)
     if mode is OffloadMode.NONE:
+        if neo is not None:
+            raise ConfigError("NEO's rules apply to --offload neo/fastdecode, not none")
+        base = device_only or DeviceOnly()
         config = SchedulerConfig(max_num_seqs=s.max_num_seqs,
-                                 max_num_batched_tokens=s.max_num_batched_tokens)
-        return Engine(executor, FCFSPolicy(preemption=KVAction.SWAP), config, SimClock())
+                                 max_num_batched_tokens=base.chunk_tokens
+                                 or s.max_num_batched_tokens)
+        return Engine(executor, FCFSPolicy(preemption=base.preemption), config, SimClock())
+    if device_only is not None:
+        raise ConfigError(f"device-only options apply to --offload none, not {mode.value}")
     if tables is None:
         tables = CostTables.sample(costs, max_tokens=s.max_num_batched_tokens,
                                    source=f"roofline {s.name}")

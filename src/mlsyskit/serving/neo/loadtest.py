@@ -20,14 +20,49 @@ from dataclasses import dataclass
 import numpy as np
 
 from mlsyskit.errors import BenchmarkError
+from mlsyskit.serving.engine import Engine
 from mlsyskit.serving.metrics import RequestMetrics
-from mlsyskit.serving.neo.engine import SimSetup, build_sim_engine
+from mlsyskit.serving.neo.engine import DeviceOnly, SimSetup, build_sim_engine
 from mlsyskit.serving.neo.scheduler import NeoConfig, OffloadMode
+from mlsyskit.serving.policy import KVAction
 from mlsyskit.serving.runner import run_workload
 from mlsyskit.serving.workload import RequestSpec
 
 #: makes ``n`` requests at ``rate`` with ``seed``
 SpecMaker = Callable[[int, float, int], list[RequestSpec]]
+
+
+@dataclass(frozen=True)
+class System:
+    """One system of a comparison: an offload mode plus its rules or baseline options.
+
+    ``label`` names it in curves and rates (default: the mode's name, e.g. ``"neo"``).
+    """
+
+    offload: OffloadMode
+    label: str = ""
+    neo: NeoConfig | None = None
+    device_only: DeviceOnly | None = None
+
+    @property
+    def name(self) -> str:
+        return self.label or self.offload.value
+
+    def engine(self, setup: SimSetup, seed: int) -> Engine:
+        return build_sim_engine(setup, self.offload, seed=seed, neo=self.neo,
+                                device_only=self.device_only)
+
+
+def as_system(system: OffloadMode | System) -> System:
+    return system if isinstance(system, System) else System(system)
+
+
+#: the paper's vLLM baselines: device-only with chunked prefill at 256 / 512 tokens per step
+VLLM_256 = System(OffloadMode.NONE, "vllm-256", device_only=DeviceOnly(chunk_tokens=256))
+VLLM_512 = System(OffloadMode.NONE, "vllm-512", device_only=DeviceOnly(chunk_tokens=512))
+#: device-only that discards a preempted request's KV and recomputes it (vLLM's default)
+RECOMPUTE = System(OffloadMode.NONE, "recompute",
+                   device_only=DeviceOnly(preemption=KVAction.DISCARD))
 
 
 @dataclass(frozen=True)
@@ -65,20 +100,21 @@ def per_token_latencies(metrics: Sequence[RequestMetrics]) -> list[float]:
     return [m.latency_s / (m.num_prompt_tokens + m.num_output_tokens) for m in metrics]
 
 
-def run_point(
-    setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int, rate: float,
-    seed: int = 0, neo: NeoConfig | None = None,
-) -> LoadPoint:
-    """Serve ``num_requests`` at ``rate`` on the simulator; P90/mean per-token latency.
-
-    ``neo`` overrides NEO's rules (default :class:`NeoConfig`).
-    """
-    engine = build_sim_engine(setup, offload, seed=seed, neo=neo)
-    specs = make(num_requests, rate, seed)
-    metrics = run_workload(engine, specs, oracle_hints=False)
-    if len(metrics) != num_requests:
-        raise BenchmarkError(f"{setup.name}/{offload.value}: {len(metrics)} of {num_requests} "
+def _serve(setup: SimSetup, system: System, specs: list[RequestSpec],
+           seed: int) -> list[RequestMetrics]:
+    metrics = run_workload(system.engine(setup, seed), specs, oracle_hints=False)
+    if len(metrics) != len(specs):
+        raise BenchmarkError(f"{setup.name}/{system.name}: {len(metrics)} of {len(specs)} "
                              "requests finished")
+    return metrics
+
+
+def run_point(
+    setup: SimSetup, system: OffloadMode | System, make: SpecMaker, num_requests: int,
+    rate: float, seed: int = 0,
+) -> LoadPoint:
+    """Serve ``num_requests`` at ``rate`` on the simulator; P90/mean per-token latency."""
+    metrics = _serve(setup, as_system(system), make(num_requests, rate, seed), seed)
     ptl = per_token_latencies(metrics)
     span = max(m.finish_s for m in metrics) - min(m.arrival_s for m in metrics)
     steady = float(np.mean(per_token_latencies(steady_middle(metrics))))
@@ -86,10 +122,10 @@ def run_point(
                      num_requests / max(span, 1e-12), steady)
 
 
-def capacity(setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int,
-             seed: int = 0, neo: NeoConfig | None = None) -> float:
+def capacity(setup: SimSetup, system: OffloadMode | System, make: SpecMaker,
+             num_requests: int, seed: int = 0) -> float:
     """Offline throughput in requests/s."""
-    return run_point(setup, offload, make, num_requests, math.inf, seed, neo).throughput_rps
+    return run_point(setup, system, make, num_requests, math.inf, seed).throughput_rps
 
 
 @dataclass(frozen=True)
@@ -121,8 +157,8 @@ def window_rate(finish_s: Sequence[float], lo: float, hi: float) -> float:
 
 
 def steady_offline_throughput(
-    setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int, seed: int = 0,
-    neo: NeoConfig | None = None, drop: float = 0.3,
+    setup: SimSetup, system: OffloadMode | System, make: SpecMaker, num_requests: int,
+    seed: int = 0, drop: float = 0.3,
 ) -> SteadyThroughput:
     """Serve ``num_requests`` all at time 0 and measure the middle ``1 - 2*drop`` of the run.
 
@@ -131,11 +167,7 @@ def steady_offline_throughput(
     """
     if not 0 <= drop < 0.5:
         raise BenchmarkError(f"drop must be in [0, 0.5); got {drop}")
-    engine = build_sim_engine(setup, offload, seed=seed, neo=neo)
-    metrics = run_workload(engine, make(num_requests, math.inf, seed), oracle_hints=False)
-    if len(metrics) != num_requests:
-        raise BenchmarkError(f"{setup.name}/{offload.value}: {len(metrics)} of {num_requests} "
-                             "requests finished")
+    metrics = _serve(setup, as_system(system), make(num_requests, math.inf, seed), seed)
     finish = [m.finish_s for m in metrics]
     end = max(finish)
     lo, hi = drop * end, (1 - drop) * end
@@ -149,10 +181,10 @@ def steady_offline_throughput(
 
 
 def sweep(
-    setup: SimSetup, offload: OffloadMode, make: SpecMaker, num_requests: int,
+    setup: SimSetup, system: OffloadMode | System, make: SpecMaker, num_requests: int,
     rates: Sequence[float], seed: int = 0,
 ) -> list[LoadPoint]:
-    return [run_point(setup, offload, make, num_requests, r, seed) for r in rates]
+    return [run_point(setup, system, make, num_requests, r, seed) for r in rates]
 
 
 def sustainable_rate(points: Sequence[LoadPoint], bound_s: float,
@@ -195,7 +227,7 @@ def compare(
     make: SpecMaker,
     *,
     workload: str,
-    systems: Sequence[OffloadMode] = (OffloadMode.NONE, OffloadMode.NEO),
+    systems: Sequence[OffloadMode | System] = (OffloadMode.NONE, OffloadMode.NEO),
     num_requests: int = 300,
     fractions: Sequence[float] = (0.3, 0.55, 0.75, 0.9, 1.0, 1.15),
     bound_factor: float = 2.0,
@@ -206,25 +238,29 @@ def compare(
     """Sweep each system at fractions of its own capacity and find its sustainable rate.
 
     The latency bound is ``bound_factor`` × the device-only system's P90 per-token latency
-    at its lightest sweep point, so every system is judged at one latency (device-only is
-    always swept, first). Sweeps grow by 25% steps past the last fraction (at most
-    ``max_extra_points``) until P90 crosses the bound.
+    at its lightest sweep point, so every system is judged at one latency (the plain
+    device-only system, ``"none"``, is always swept, first). Sweeps grow by 25% steps past
+    the last fraction (at most ``max_extra_points``) until P90 crosses the bound.
     """
     curves: dict[str, list[LoadPoint]] = {}
     caps: dict[str, float] = {}
     bound = math.inf
-    for mode in (OffloadMode.NONE, *[m for m in systems if m is not OffloadMode.NONE]):
-        cap = caps[mode.value] = capacity(setup, mode, make, num_requests, seed)
-        points = sweep(setup, mode, make, num_requests, [f * cap for f in fractions], seed)
-        if mode is OffloadMode.NONE:
+    base = System(OffloadMode.NONE)
+    order = [base, *[s for s in map(as_system, systems) if s != base]]
+    if len({s.name for s in order}) != len(order):
+        raise BenchmarkError(f"two systems share a name: {[s.name for s in order]}")
+    for system in order:
+        cap = caps[system.name] = capacity(setup, system, make, num_requests, seed)
+        points = sweep(setup, system, make, num_requests, [f * cap for f in fractions], seed)
+        if system is base:
             bound = bound_factor * stat.of(min(points, key=lambda p: p.rate))
         # offline capacity of a finite run underestimates the sustainable rate; extend the
         # sweep until the latency bound is crossed
         extra = 0
         while stat.of(points[-1]) <= bound and extra < max_extra_points:
-            points.append(run_point(setup, mode, make, num_requests, points[-1].rate * 1.25,
-                                    seed))
+            points.append(run_point(setup, system, make, num_requests,
+                                    points[-1].rate * 1.25, seed))
             extra += 1
-        curves[mode.value] = points
+        curves[system.name] = points
     rates = {name: sustainable_rate(points, bound, stat) for name, points in curves.items()}
     return Comparison(setup.name, workload, bound, curves, rates, caps)
