@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from mlsyskit.training.minder.errors import MinderError
-from mlsyskit.training.minder.lab_faults import LabFault, cpu_hog, inject, thread_ids
+from mlsyskit.training.minder.lab_faults import HOG_CODE, LabFault, cpu_hog, inject, thread_ids
+from mlsyskit.training.minder.lab_worker import check_schedstat
 
 needs_two_cores = pytest.mark.skipif(
     not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
@@ -192,3 +193,44 @@ def test_a_failed_restore_does_not_stop_the_others(
         restoring["on"] = True
     assert _affinities(peers[1].pid) == before  # restored after the victim's failure
     assert all(_gone(pid) for pid in placement.hog_pids)
+
+
+@needs_two_cores
+def test_a_hog_pins_itself_before_it_spins() -> None:
+    """Started without the lab's own pinning, a hog still ends up on its core alone."""
+    import time
+
+    core = max(os.sched_getaffinity(0))
+    proc = subprocess.Popen([sys.executable, "-c", HOG_CODE, str(os.getpid()), str(core)])
+    try:
+        deadline = time.monotonic() + 20
+        while os.sched_getaffinity(proc.pid) != {core}:
+            assert proc.poll() is None, "the hog exited"
+            assert time.monotonic() < deadline, "the hog never pinned itself"
+            time.sleep(0.02)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    (None, "missing"),
+    ("abc", "malformed"),
+    ("0 0 0\n", "0 ns of run time"),
+])
+def test_lab_worker_refuses_a_kernel_without_run_queue_accounting(
+    tmp_path: Path, text: str | None, problem: str,
+) -> None:
+    path = tmp_path / "schedstat"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit, match=problem):
+        check_schedstat(path)
+
+
+def test_lab_worker_accepts_a_schedstat_with_run_time(tmp_path: Path) -> None:
+    path = tmp_path / "schedstat"
+    path.write_text("123456 789 10\n")
+    check_schedstat(path)  # no exception
+    if Path("/proc/self/schedstat").exists():
+        check_schedstat()

@@ -49,9 +49,11 @@ from pathlib import Path
 
 from mlsyskit.training.minder.errors import MinderError
 
-# A pure busy loop (no I/O, no memory, just CPU) that also ends by itself once the process that
-# started it (pid in argv[1]) is gone, a backstop for a lab killed with SIGKILL.
-HOG_CODE = "import os, sys\nparent = int(sys.argv[1])\nwhile os.getppid() == parent:\n    pass\n"
+# A pure busy loop (no I/O, no memory, just CPU) that pins itself to its core (argv[2]) before
+# it starts spinning, so it never competes with the peers, and ends by itself once the process
+# that started it (pid in argv[1]) is gone, a backstop for a lab killed with SIGKILL.
+HOG_CODE = ("import os, sys\nos.sched_setaffinity(0, {int(sys.argv[2])})\n"
+            "parent = int(sys.argv[1])\nwhile os.getppid() == parent:\n    pass\n")
 SLOW_FACTOR = 6  # compute repeats of a 'slow' worker (see lab_worker)
 
 
@@ -156,7 +158,7 @@ def cpu_hog(victim_pid: int, peer_pids: Sequence[int], num_hogs: int,
     try:
         for _ in range(num_hogs):
             proc = subprocess.Popen(  # stopped in the finally below
-                [sys.executable, "-c", HOG_CODE, str(os.getpid())],
+                [sys.executable, "-c", HOG_CODE, str(os.getpid()), str(core)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             hogs.append(proc)
             os.sched_setaffinity(proc.pid, {core})

@@ -45,6 +45,30 @@ def run_queue_wait_s() -> float:
     return int(SCHEDSTAT.read_text().split()[1]) / 1e9
 
 
+def check_schedstat(path: Path = SCHEDSTAT) -> None:
+    """Refuse to run where the kernel does not account run-queue wait (the hog fault's signal).
+
+    Called after start-up work, so a process that has run has a non-zero ``run_ns``; zero
+    means the kernel keeps no per-task scheduler statistics and ``lab_cpu_wait_fraction``
+    would read 0 whatever happens (a hog could then never be seen).
+
+    Raises
+    ------
+    SystemExit
+        The file is missing, malformed, or reports no run time.
+    """
+    if not path.exists():
+        raise SystemExit(f"lab worker: {path} is missing; the lab needs Linux schedstats")
+    fields = path.read_text().split()
+    if len(fields) < 2 or not all(f.isdigit() for f in fields[:2]):
+        raise SystemExit(f"lab worker: {path} is malformed ({' '.join(fields)!r}); expected "
+                         "'run_ns wait_ns timeslices'")
+    if int(fields[0]) == 0:
+        raise SystemExit(f"lab worker: {path} reports 0 ns of run time; this kernel does not "
+                         "account scheduler statistics per task, so run-queue wait cannot be "
+                         "measured")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rank", type=int, required=True)
@@ -56,11 +80,11 @@ def main() -> None:
     args = parser.parse_args()
 
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    if not SCHEDSTAT.exists():
-        raise SystemExit(f"lab worker: {SCHEDSTAT} is missing; the lab needs Linux schedstats")
     import torch
     import torch.distributed as dist
     from prometheus_client import Counter, Gauge, start_http_server
+
+    check_schedstat()  # after the imports above, which took CPU time
 
     torch.set_num_threads(1)
     gauges = {
