@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from mlsyskit.cli import app
@@ -68,3 +69,46 @@ def test_sweep_with_baselines_reports_every_system(tmp_path: Path) -> None:
     for name in ("none", "neo", "vllm-256", "vllm-512", "recompute"):
         assert f"{name}: sustainable" in result.output
     assert out.stat().st_size > 0
+
+
+def test_bench_device_only_options_are_the_ones_the_engine_gets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--chunk-tokens / --recompute must reach build_sim_engine, not just be accepted."""
+    import mlsyskit.serving.neo.engine as neo_engine
+    from mlsyskit.serving.neo.engine import DeviceOnly
+    from mlsyskit.serving.policy import KVAction
+
+    seen: list[object] = []
+    real = neo_engine.build_sim_engine
+
+    def spy(*args: object, **kw: object) -> object:
+        seen.append(kw.get("device_only"))
+        return real(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(neo_engine, "build_sim_engine", spy)
+    args = ["serve", "neo", "bench", "--num-requests", "6", "--rate", "inf", "--offload", "none"]
+    for extra, want in ((["--chunk-tokens", "256", "--recompute"],
+                         DeviceOnly(256, KVAction.DISCARD)),
+                        (["--recompute"], DeviceOnly(None, KVAction.DISCARD)),
+                        ([], None)):
+        result = runner.invoke(app, [*args, *extra])
+        assert result.exit_code == 0, result.output
+        assert seen[-1] == want
+
+
+def test_bench_refuses_options_the_device_only_engine_would_ignore(tmp_path: Path) -> None:
+    # --tables are NEO's planning tables and --paper-rules NEO's rules: with --offload none
+    # they were silently dropped (on the real executor both; on the simulator --tables)
+    from mlsyskit.serving.neo.cost import CostTables
+    from mlsyskit.serving.neo.engine import SETUPS
+
+    tables = tmp_path / "t.json"
+    CostTables.sample(SETUPS["t4-7b"].costs(), max_tokens=256, source="test").to_json(tables)
+    base = ["serve", "neo", "bench", "--num-requests", "2", "--rate", "inf", "--offload", "none"]
+    for extra in (["--tables", str(tables)],
+                  ["--executor", "torch", "--model", "tiny", "--paper-rules"],
+                  ["--executor", "torch", "--model", "tiny", "--tables", str(tables)]):
+        result = runner.invoke(app, [*base, *extra])
+        assert result.exit_code == 2, result.output
+        assert "not none" in result.output

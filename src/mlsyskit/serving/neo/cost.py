@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # the model package imports torch; the simulator does not nee
 
 #: host-side launch + q/k/v round trip per layer and sub-batch, seconds. NEO's code uses 0.8 ms
 #: (``lnch_T``, measured on its Python runtime); we assume a leaner 0.2 ms. With 0.8 ms the
-#: roofline A10G leaves almost no slack for host attention (see docs/systems/neo.md).
+#: roofline A10G leaves less slack for host attention: the steady offline gain on g5.16xlarge
+#: (output 400) falls from +106% to +72% (see docs/systems/neo.md).
 PAPER_LNCH_S = 0.8e-3
 LNCH_S = 0.2e-3
 

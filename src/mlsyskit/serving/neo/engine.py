@@ -169,17 +169,23 @@ def build_sim_engine(
     Raises
     ------
     ConfigError
-        ``device_only`` with an offloading mode, ``neo`` with ``none``, or no device blocks.
+        ``device_only`` with an offloading mode, ``neo`` or ``tables`` with ``none``, or no
+        device blocks.
     """
     s = get_setup(setup) if isinstance(setup, str) else setup
     mode = OffloadMode(offload) if isinstance(offload, str) else offload
     costs = s.costs()
     dev, host = s.pools()
+    if dev < 1:
+        raise ConfigError(f"setup {s.name}: no device KV blocks")
     executor = NeoSimExecutor(costs, num_device_blocks=dev, num_host_blocks=host,
                               block_size=s.block_size, noise=noise, seed=seed)
     if mode is OffloadMode.NONE:
         if neo is not None:
             raise ConfigError("NEO's rules apply to --offload neo/fastdecode, not none")
+        if tables is not None:
+            raise ConfigError("cost tables are what NEO plans with: --offload neo/fastdecode, "
+                              "not none")
         base = device_only or DeviceOnly()
         config = SchedulerConfig(max_num_seqs=s.max_num_seqs,
                                  max_num_batched_tokens=base.chunk_tokens
@@ -193,7 +199,5 @@ def build_sim_engine(
     config = SchedulerConfig(max_num_seqs=s.max_num_seqs,
                              max_num_batched_tokens=s.max_num_batched_tokens,
                              enable_chunked_prefill=False)
-    if dev < 1:
-        raise ConfigError(f"setup {s.name}: no device KV blocks")
     return NeoEngine(executor, FCFSPolicy(preemption=KVAction.SWAP), config, SimClock(),
                      costs=tables, neo=replace(neo or NeoConfig(), offload=mode))

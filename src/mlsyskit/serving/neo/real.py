@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from mlsyskit.errors import ConfigError
 from mlsyskit.serving.clock import WallClock
 from mlsyskit.serving.engine import Engine
 from mlsyskit.serving.neo.cost import CostTables, LayerCosts, roofline_costs
@@ -49,6 +50,9 @@ def build_torch_engine(
     (its ``offload`` is replaced by ``offload``).
     """
     mode = OffloadMode(offload) if isinstance(offload, str) else offload
+    if mode is OffloadMode.NONE and (neo is not None or tables is not None):
+        raise ConfigError("NEO's rules and cost tables apply to --offload neo/fastdecode, "
+                          "not none")
     cls = RecordingTorchExecutor if mode is OffloadMode.NONE else NeoTorchExecutor
     base = RecordingTorchExecutor.from_name(
         model, num_device_blocks=num_device_blocks, num_host_blocks=num_host_blocks,
