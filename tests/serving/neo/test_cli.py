@@ -20,7 +20,7 @@ def test_setups_lists_every_paper_setup() -> None:
 
 
 def test_bench_offload_choices_on_the_simulator() -> None:
-    for offload in ("neo", "none", "fastdecode"):
+    for offload in ("neo", "none", "fastdecode", "fixed-ratio"):
         result = runner.invoke(app, ["serve", "neo", "bench", "--offload", offload,
                                      "--num-requests", "12", "--rate", "inf"])
         assert result.exit_code == 0, result.output

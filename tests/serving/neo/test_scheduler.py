@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from mlsyskit.errors import ConfigError
 from mlsyskit.serving.errors import RequestTooLargeError
 from mlsyskit.serving.neo.plan import ExecMode, ModeRule, NeoStepPlan
 from mlsyskit.serving.neo.scheduler import NeoConfig, NeoScheduler, OffloadMode
@@ -108,7 +109,7 @@ def test_fastdecode_puts_every_decode_on_the_host() -> None:
     num_device_blocks=st.integers(8, 24),
     num_host_blocks=st.integers(12, 80),
     max_num_seqs=st.integers(1, 10),
-    offload=st.sampled_from([OffloadMode.NEO, OffloadMode.FASTDECODE]),
+    offload=st.sampled_from([OffloadMode.NEO, OffloadMode.FASTDECODE, OffloadMode.FIXED_RATIO]),
     guard=st.booleans(),
     steady=st.booleans(),
     rule=st.sampled_from(list(ModeRule)),
@@ -264,3 +265,25 @@ def test_steady_admission_never_blocks_a_request_the_device_cannot_admit() -> No
             break
         _step(s, float(step))
     assert not s.has_unfinished()
+
+
+@pytest.mark.parametrize(("fraction", "on_host"), [(0.5, 3), (0.25, 2)])
+def test_fixed_ratio_keeps_its_share_on_the_host_and_runs_every_host_decode(
+    fraction: float, on_host: int,
+) -> None:
+    # 6 requests admitted at once with room everywhere: the host takes request i while it holds
+    # less than fraction x (i + 1) of them (0.5: r0, r2, r4; 0.25: r0, r4)
+    s = create_neo_scheduler(num_device_blocks=64, max_num_seqs=64,
+                             neo=NeoConfig(offload=OffloadMode.FIXED_RATIO,
+                                           host_fraction=fraction))
+    _add(s, [(4, 30)] * 6)
+    first = _step(s)
+    assert sum(first.on_host) == on_host
+    # FakeCosts would let the slack rule hide at most a few of them; a static split runs all,
+    # pipelined, and never swaps a host request back in
+    for _ in range(5):
+        plan = _step(s)
+        assert plan.mode is ExecMode.PIPELINED and not plan.swap_in
+        assert sum(plan.on_host) == on_host
+    with pytest.raises(ConfigError, match="host_fraction"):
+        NeoConfig(offload=OffloadMode.FIXED_RATIO, host_fraction=1.0)

@@ -120,6 +120,7 @@ def plot_curves(comparisons: Sequence[Comparison], path: Path, title: str) -> Pa
     fig = new_figure(4.0 * len(comparisons), 3.4)
     axes = fig.subplots(1, len(comparisons), squeeze=False)[0]
     labels = {"none": "device-only", "neo": "NEO", "fastdecode": "FastDecode+",
+              "fixed-ratio": "fixed ratio 0.5",
               "vllm-256": "vLLM-256", "vllm-512": "vLLM-512", "recompute": "device-only recompute"}
     for ax, comp in zip(axes, comparisons, strict=True):
         for name, points in comp.curves.items():
@@ -243,13 +244,14 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
         steady.append(f"{comp.setup}/{comp.workload} {srate['neo'] / srate['none']:.2f}")
     # the T4 runs are cheap (short requests): always 300 per point, as in the full run
     t4 = run("t4-7b", NeoWorkload.SUMMARIZATION,
-             systems=(OffloadMode.NONE, OffloadMode.NEO, OffloadMode.FASTDECODE, VLLM_256,
-                      VLLM_512, RECOMPUTE),
+             systems=(OffloadMode.NONE, OffloadMode.NEO, OffloadMode.FASTDECODE,
+                      OffloadMode.FIXED_RATIO, VLLM_256, VLLM_512, RECOMPUTE),
              num_requests=max(n, T4_REQUESTS))
     res.metrics["t4_throughput_gain"] = t4.gain()
     best_vllm = max((VLLM_256.name, VLLM_512.name), key=lambda k: t4.rates[k])
     res.metrics["t4_gain_vs_vllm_chunked"] = t4.gain("neo", best_vllm)
     res.metrics["t4_gain_vs_recompute"] = t4.gain("neo", RECOMPUTE.name)
+    res.metrics["t4_gain_vs_fixed_ratio"] = t4.gain("neo", OffloadMode.FIXED_RATIO.value)
     note_offline(t4)
     all_ratios.append(("t4-7b/summarization", t4.gain()))
 
@@ -304,8 +306,10 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
     res.metrics["a10g_latency_gain_smallest_cpu"] = max(gains[A10G_SIZES[0]].values())
     res.metrics["a10g_latency_gain_largest_cpu"] = max(gains[A10G_SIZES[-1]].values())
 
-    code = run("a10g-8b-16", NeoWorkload.CODE)
+    code = run("a10g-8b-16", NeoWorkload.CODE,
+               systems=(OffloadMode.NONE, OffloadMode.NEO, OffloadMode.FIXED_RATIO))
     all_ratios.append(("a10g-8b-16/code", code.gain()))
+    res.metrics["code_gain_vs_fixed_ratio"] = code.gain("neo", OffloadMode.FIXED_RATIO.value)
     note_offline(code)
     h100 = run("h100x2-70b", NeoWorkload.SYNTHETIC, size.output_lens[-1])
     res.metrics["h100_throughput_gain"] = h100.gain() - 1
@@ -328,6 +332,8 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
         "t4_throughput_gain": 7.5,
         "t4_gain_vs_vllm_chunked": "about 5.6 (Fig. 6, vs vLLM)",
         "t4_gain_vs_recompute": "not given",
+        "t4_gain_vs_fixed_ratio": "NEO >= a fixed-ratio offload (ablation)",
+        "code_gain_vs_fixed_ratio": "NEO >= a fixed-ratio offload (ablation)",
         "a10g_gain_smallest_cpu": 0.122,
         "a10g_gain_largest_cpu": 0.793,
         "a10g_gain_vs_best_device_only_smallest_cpu": "not given",
@@ -368,7 +374,10 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
     res.notes += [
         "definitions: t4_throughput_gain = NEO rate / device-only rate (ratio); "
         "t4_gain_vs_vllm_chunked, t4_gain_vs_recompute: the same ratio against the other "
-        "device-only baselines (no target); "
+        "device-only baselines (no target); t4_gain_vs_fixed_ratio, code_gain_vs_fixed_ratio: "
+        "NEO rate / the rate of a static split (OffloadMode.FIXED_RATIO: half of the requests "
+        "on the host, every host decode every step, always pipelined, no swap-in) on T4 "
+        "summarisation and A10G g5.16xlarge code-like requests (no target); "
         "h100_offline_gain = the a10g_gain_* measure on 2x H100 (no target: the paper's "
         "+14% is a same-latency figure, h100_throughput_gain); "
         "a10g_gain_vs_best_device_only_* = the same steady offline NEO against the fastest of "

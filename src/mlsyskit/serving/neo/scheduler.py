@@ -60,6 +60,7 @@ class OffloadMode(enum.Enum):
 
     NEO = "neo"  # partial offload sized by the load-aware rules
     FASTDECODE = "fastdecode"  # every decode on the host (FastDecode+ baseline)
+    FIXED_RATIO = "fixed-ratio"  # a fixed share of requests on the host (static ablation)
     NONE = "none"  # device only (the engine's own scheduler; no NEO scheduler involved)
 
 
@@ -70,7 +71,12 @@ class NeoConfig:
     Parameters
     ----------
     offload
-        ``NEO`` or ``FASTDECODE`` (``NONE`` is served by the plain engine).
+        ``NEO``, ``FASTDECODE`` or ``FIXED_RATIO`` (``NONE`` is served by the plain engine).
+    host_fraction
+        ``FIXED_RATIO`` only: the share of running requests kept on the host. New requests go
+        to the host while the host holds less than this share; nobody swaps back in, every
+        host decode runs every step (no slack rule) and steps with host decodes are pipelined.
+        The ablation that load-aware placement is measured against.
     linr_threshold_tokens
         Keep at least this many tokens in a batch when dropping host-destined prefills
         (``linr_S_threshold``, 128 in the paper's code).
@@ -110,6 +116,7 @@ class NeoConfig:
     device_fcfs: bool = True
     steady_admission: bool = True
     mode_rule: ModeRule = ModeRule.POWER
+    host_fraction: float = 0.5
 
     @classmethod
     def paper(cls, offload: OffloadMode = OffloadMode.NEO) -> NeoConfig:
@@ -124,6 +131,8 @@ class NeoConfig:
             raise ConfigError(f"swap_in_watermark must be in (0, 1]; got {self.swap_in_watermark}")
         if self.linr_threshold_tokens < 0:
             raise ConfigError("linr_threshold_tokens must be >= 0")
+        if not 0 < self.host_fraction < 1:
+            raise ConfigError(f"host_fraction must be in (0, 1); got {self.host_fraction}")
 
 
 @dataclass(frozen=True)
@@ -207,6 +216,8 @@ class NeoScheduler(Scheduler):
         bm = self.bm
         cfg = self.config
         fastdecode = self.neo.offload is OffloadMode.FASTDECODE
+        # the static baselines place by a fixed rule: no slack rule, no swap-in
+        static = fastdecode or self.neo.offload is OffloadMode.FIXED_RATIO
         swap_out: list[tuple[int, int]] = []
         swap_in: list[tuple[int, int]] = []
         num_dev = bm.device.num_blocks
@@ -226,7 +237,7 @@ class NeoScheduler(Scheduler):
             gpu_need -= dev_need(victim)
             self._to_host(victim, swap_out)
         # 3. swap in, FCFS, below the watermark (never in a step that swapped out)
-        if not swap_out and not fastdecode:
+        if not swap_out and not static:
             mark = self.neo.swap_in_watermark
             high = (mark * num_dev) if mark is not None else num_dev - self._watermark_blocks
             while self.cpu_q and len(gpu_q) < limit:
@@ -246,11 +257,13 @@ class NeoScheduler(Scheduler):
         # device room for prefills: up to the swap-in watermark, and none while older host
         # decodes wait to swap in (they are ahead in FCFS order)
         dev_room = num_dev - gpu_need
-        if self.neo.device_fcfs:
+        if static:  # nothing swaps in: the device admits as the device-only engine does
+            dev_room -= self._watermark_blocks
+        elif self.neo.device_fcfs:
             dev_room = 0 if self.cpu_q else num_dev - self._watermark_blocks - gpu_need
         prefills = self._admit_prefills(len(gpu_q), dev_room, fastdecode)
         # 5. decide the batch
-        plan_parts = self._decide(prefills, fastdecode)
+        plan_parts = self._decide(prefills, static)
         return self._commit(plan_parts, prefills, swap_out, swap_in)
 
     def _to_host(self, req: Request, swap_out: list[tuple[int, int]]) -> None:
@@ -307,6 +320,8 @@ class NeoScheduler(Scheduler):
         seqs = num_decodes + len(self.cpu_q)
         host_free = bm.num_free_host_blocks - len(self.cpu_q)  # room for host decodes to grow
         went_to_host = fastdecode
+        fixed = self.neo.offload is OffloadMode.FIXED_RATIO
+        on_host, total = len(self.cpu_q), num_decodes + len(self.cpu_q)
         out: list[tuple[Request, bool]] = []
         waiting = self._waiting
         while waiting:
@@ -318,12 +333,22 @@ class NeoScheduler(Scheduler):
             if tokens + n > cfg.max_num_batched_tokens or seqs + 1 > cfg.max_num_seqs:
                 break
             need = bm.blocks_for(req.num_tokens + 1)
-            if not went_to_host and need <= dev_free:
+            host_ok = need <= host_free and bm.blocks_for(
+                req.num_prompt_tokens + req.sampling.max_tokens
+            ) <= bm.host.num_blocks  # it must be able to finish there
+            if fixed:  # the host takes a new request while its share is below the target
+                want_host = on_host < self.neo.host_fraction * (total + 1)
+                if not (host_ok or need <= dev_free):
+                    break
+                to_host = host_ok and (want_host or need > dev_free)
+                if to_host:
+                    host_free -= need
+                else:
+                    dev_free -= need
+            elif not went_to_host and need <= dev_free:
                 dev_free -= need
                 to_host = False
-            elif need <= host_free and bm.blocks_for(
-                req.num_prompt_tokens + req.sampling.max_tokens
-            ) <= bm.host.num_blocks:  # it must be able to finish there
+            elif host_ok:
                 host_free -= need
                 to_host = went_to_host = True
             else:
@@ -331,14 +356,19 @@ class NeoScheduler(Scheduler):
             heapq.heappop(waiting)
             self._num_waiting -= 1
             out.append((req, to_host))
+            on_host += to_host
+            total += 1
             tokens += n
             seqs += 1
         return out
 
     def _decide(
-        self, prefills: list[tuple[Request, bool]], fastdecode: bool
+        self, prefills: list[tuple[Request, bool]], static: bool
     ) -> tuple[ExecMode, list[tuple[Request, bool]], list[Request], list[Request]]:
-        """Mode, prefills kept, host decodes of b0, host decodes of b1."""
+        """Mode, prefills kept, host decodes of b0, host decodes of b1.
+
+        ``static`` (FastDecode+, fixed ratio): every host decode runs, pipelined.
+        """
         costs = self.costs
         threshold = self.neo.linr_threshold_tokens
         gpu_q = self.gpu_q
@@ -366,9 +396,9 @@ class NeoScheduler(Scheduler):
         g = load(gpu_only)
         # step 3: add host decodes while both slacks stay >= 0
         guards = self.neo.backlog_guard or self.neo.steady_admission
-        if guards and not fastdecode and any(h for _, h in prefills):
+        if guards and not static and any(h for _, h in prefills):
             device_prefills = [p for p in prefills if not p[1]]
-            fill = self._fill_host(load(device_prefills), fastdecode)
+            fill = self._fill_host(load(device_prefills), static)
             # backlog guard: the host keeps up with its queue now; steady admission: and it
             # will keep decoding the new requests once their prefill is done
             ok = fill[4] or not self.neo.backlog_guard
@@ -377,13 +407,13 @@ class NeoScheduler(Scheduler):
             if ok and self.neo.steady_admission and (self.gpu_q or device_prefills):
                 ok = self._host_keeps_serving(prefills)
             if ok:
-                fill = self._fill_host(load(prefills), fastdecode)
+                fill = self._fill_host(load(prefills), static)
             else:  # more host-resident requests would only queue there
                 prefills = device_prefills
                 gpu_only = [p for p in gpu_only if not p[1]]
                 g = load(gpu_only)
         else:
-            fill = self._fill_host(load(prefills), fastdecode)
+            fill = self._fill_host(load(prefills), static)
         b = [fill[0], fill[1]]
         host = fill[2]
         host_free = fill[3]
@@ -405,7 +435,7 @@ class NeoScheduler(Scheduler):
                 break
             kept, b[0] = trial, t0
         # step 5: pipelined iff more requests per second of device time
-        if fastdecode:
+        if static:
             return ExecMode.PIPELINED, kept, host[0], host[1]
         p_time = b[0].gpu_time(costs) + b[1].gpu_time(costs)
         if pipelining_pays(self.neo.mode_rule, g.num_seqs, g.gpu_time(costs),
@@ -433,9 +463,10 @@ class NeoScheduler(Scheduler):
         return host_queue_served(self.costs, b0, host_ctx, self.neo.mode_rule)
 
     def _fill_host(
-        self, b0: SubBatchLoad, fastdecode: bool
+        self, b0: SubBatchLoad, static: bool
     ) -> tuple[SubBatchLoad, SubBatchLoad, list[list[Request]], int, bool]:
-        """Step 3: walk the host queue, placing decodes while both slacks stay >= 0.
+        """Step 3: walk the host queue, placing decodes while both slacks stay >= 0 (``static``:
+        every one that fits the budgets, balancing the two sub-batches' host attention).
 
         Returns both loads, the host decodes per sub-batch, the host blocks left and whether
         every host decode was placed.
@@ -457,14 +488,14 @@ class NeoScheduler(Scheduler):
             grow = self.bm.num_blocks_to_grow_host(req.request_id, ctx)
             if grow > host_free:
                 continue
-            if rejected_len is not None and ctx >= rejected_len and not fastdecode:
+            if rejected_len is not None and ctx >= rejected_len and not static:
                 continue
-            if fastdecode:
+            if static:
                 nxt = 0 if b[0].cdec_tokens < b[1].cdec_tokens else 1
             sub = b[nxt]
             sub.add_host_decode(ctx)
             r0, r1 = slacks(costs, b[0], b[1])
-            if min(r0, r1) < 0 and not fastdecode:
+            if min(r0, r1) < 0 and not static:
                 sub.add_host_decode(ctx, count=-1)
                 rejected_len = ctx if rejected_len is None else min(rejected_len, ctx)
                 continue
