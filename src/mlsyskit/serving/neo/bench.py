@@ -256,7 +256,6 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
     all_ratios.append(("t4-7b/summarization", t4.gain()))
 
     gains: dict[str, dict[int, float]] = {}
-    offline_gains: dict[str, dict[int, float]] = {}
     a10g_curves: dict[str, Comparison] = {}
     steady_runs: dict[tuple[str, int], OfflineCase] = {}
 
@@ -283,7 +282,6 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
                              "state (use more offline requests)")
     for s in A10G_SIZES:
         gains[s] = {}
-        offline_gains[s] = {}
         for out in size.output_lens:
             systems: tuple[OffloadMode | System, ...] = (OffloadMode.NONE, OffloadMode.NEO)
             last = s == A10G_SIZES[-1] and out == size.output_lens[-1]
@@ -298,7 +296,7 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
                 res.metrics["gain_vs_fastdecode"] = comp.gain("neo", "fastdecode")
         # the paper's Fig. 10a: steady offline throughput under the paper's own rules
         for out in size.offline_output_lens:
-            offline_gains[s][out] = steady_case(f"a10g-8b-{s}", out).gain()
+            steady_case(f"a10g-8b-{s}", out)
     for s, which in ((A10G_SIZES[0], "smallest"), (A10G_SIZES[-1], "largest")):
         best_steady(f"a10g-8b-{s}", f"a10g_gain_{which}_cpu", OfflineCase.gain)
         best_steady(f"a10g-8b-{s}", f"a10g_gain_vs_best_device_only_{which}_cpu",
@@ -324,6 +322,8 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
     plot_curves([t4, a10g_curves[A10G_SIZES[0]], a10g_curves[A10G_SIZES[-1]], h100],
                 out_dir / "neo_load_latency.png", "NEO vs device-only (simulated)")
     plot_curves([code], out_dir / "neo_code_workload.png", "code-like workload (simulated)")
+    offline_gains = {s: {o: c.gain() for (name, o), c in steady_runs.items()
+                         if name == f"a10g-8b-{s}"} for s in A10G_SIZES}
     plot_cpu_gains(gains, offline_gains, out_dir / "neo_cpu_size.png")
     res.plots = ["neo_load_latency.png", "neo_cpu_size.png", "neo_code_workload.png"]
 
