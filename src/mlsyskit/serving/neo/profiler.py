@@ -1,10 +1,14 @@
 """Measure NEO's per-layer cost tables on the real executor (``TablePerfPredictor``'s job).
 
-Runs artificial batches through one decoder layer of the executor's model and times each
+Runs artificial batches through the decoder layers of the executor's model and times each
 building block (median of ``repeats``): the linear layers over ``S`` tokens, prefill attention
 of one prompt, device decode attention over ``N`` context tokens, host decode attention of ``n``
 requests over ``N`` tokens (in a separate host pool), the host thread's round trip (``lnch``),
 the LM head and a block copy between the pools.
+
+Each block is timed over *every* layer in turn and divided by the layer count, as a forward
+pass meets them: timing layer 0 alone keeps its weights hot in the CPU caches and
+under-predicted a real decode step by about a third (see :mod:`~mlsyskit.serving.neo.costcheck`).
 """
 
 from __future__ import annotations
@@ -47,6 +51,26 @@ def _decode_batch(contexts: Sequence[int], block_size: int) -> SequenceBatch:
     )
 
 
+def _step_extras(model: torch.nn.Module, layers: CostTables, cache: PagedKVCache,
+                 block_size: int, num_blocks: int, repeats: int) -> tuple[float, float]:
+    """Per-step time outside the per-layer blocks: (fixed, per sequence).
+
+    A whole decode forward (embedding, RoPE, every layer, the LM head) of 1 and of ``n``
+    requests, minus what the layer tables account for; the rest is the step's own overhead.
+    """
+    ctx = 2 * block_size
+    n = max(2, min(16, num_blocks // 2))
+
+    def residual(num_seqs: int) -> float:
+        batch = _decode_batch([ctx] * num_seqs, block_size)
+        whole = _median_s(lambda: model(batch, cache), repeats)
+        parts = layers.num_layers * (layers.linr(num_seqs) + layers.gdec(num_seqs * ctx))
+        return whole - parts
+
+    one, many = residual(1), residual(n)
+    return max(0.0, one), max(0.0, (many - one) / (n - 1))
+
+
 def profile_tables(
     executor: TorchExecutor,
     *,
@@ -56,11 +80,13 @@ def profile_tables(
     cdec_n: Sequence[int] = (1, 4, 16),
     repeats: int = 3,
 ) -> CostTables:
-    """Per-layer tables measured on ``executor``'s model (layer 0 stands for every layer)."""
+    """Per-layer tables measured on ``executor``'s model (mean over its layers)."""
     model = executor.model
     cfg = model.config
-    layer = model.layers[0]
-    assert isinstance(layer, DecoderLayer)
+    layers = [layer for layer in model.layers if isinstance(layer, DecoderLayer)]
+    if len(layers) != cfg.num_layers:
+        raise TypeError(f"{cfg.name}: expected {cfg.num_layers} DecoderLayers")
+    per_layer = 1.0 / len(layers)
     bs = executor.block_size
     blocks = -(-max(max(ctx_x), max(pref_x)) // bs) + max(cdec_n) + 8
     dev_cache = PagedKVCache(cfg, blocks, bs, device=executor.device)
@@ -75,7 +101,8 @@ def profile_tables(
         def linr(s: int) -> float:
             h, pos = rand(s, cfg.hidden_size), torch.arange(s)
             attn = rand(s, nh, hd)
-            return _median_s(lambda: (layer.qkv(h, pos), layer.finish(h, attn)), repeats)
+            return per_layer * _median_s(
+                lambda: [(lay.qkv(h, pos), lay.finish(h, attn)) for lay in layers], repeats)
 
         def attend(contexts: Sequence[int], cache: PagedKVCache, prompt: int = 0) -> float:
             if prompt:
@@ -86,7 +113,8 @@ def profile_tables(
                 batch = _decode_batch(contexts, bs)
             t = batch.num_tokens
             q, k, v = rand(t, nh, hd), rand(t, nkv, hd), rand(t, nkv, hd)
-            return _median_s(lambda: layer.attend(q, k, v, batch, cache), repeats)
+            return per_layer * _median_s(
+                lambda: [lay.attend(q, k, v, batch, cache) for lay in layers], repeats)
 
         def spread(total: int, n: int) -> list[int]:
             return [max(2, total // n)] * n
@@ -98,10 +126,19 @@ def profile_tables(
                   for n in cdec_n]
         with ThreadPoolExecutor(1) as pool:
             lnch = _median_s(lambda: pool.submit(lambda: None).result(), repeats * 10)
-        h1, h2 = rand(1, cfg.hidden_size), rand(2, cfg.hidden_size)
-        extra1 = _median_s(lambda: model.final_logits(h1), repeats)
-        extra2 = _median_s(lambda: model.final_logits(h2), repeats)
         copy = _median_s(lambda: dev_cache.copy_blocks_to(host_cache, [(0, 1)]), repeats)
+        layer_tables = CostTables(
+            num_layers=cfg.num_layers,
+            linr_x=tuple(linr_x), linr_s=tuple(linr_s),
+            pref_x=tuple(pref_x), pref_s=tuple(pref_s),
+            gdec_x=tuple(ctx_x), gdec_s=tuple(gdec_s),
+            cdec_n=tuple(cdec_n), cdec_x=tuple(ctx_x),
+            cdec_s=tuple(tuple(row) for row in cdec_s),
+            lnch_s=lnch, extra_fixed_s=0.0, extra_per_seq_s=0.0,
+            link_per_token_s=copy / bs, source="",
+        )
+        extra_fixed, extra_per_seq = _step_extras(model, layer_tables, dev_cache, bs, blocks,
+                                                  repeats)
     return CostTables(
         num_layers=cfg.num_layers,
         linr_x=tuple(linr_x), linr_s=tuple(linr_s),
@@ -110,8 +147,8 @@ def profile_tables(
         cdec_n=tuple(cdec_n), cdec_x=tuple(ctx_x),
         cdec_s=tuple(tuple(row) for row in cdec_s),
         lnch_s=lnch,
-        extra_fixed_s=extra1,
-        extra_per_seq_s=max(0.0, extra2 - extra1),
+        extra_fixed_s=extra_fixed,
+        extra_per_seq_s=extra_per_seq,
         link_per_token_s=copy / bs,
         source=f"measured on this CPU, model {cfg.name}",
     )
