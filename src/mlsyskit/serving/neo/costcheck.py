@@ -21,33 +21,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from mlsyskit.errors import BenchmarkError
-from mlsyskit.serving.executor.base import Executor
 from mlsyskit.serving.neo.cost import CostTables, LayerCosts
 from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan, step_time
 from mlsyskit.serving.neo.scheduler import NeoConfig, OffloadMode
-from mlsyskit.serving.plan import StepPlan, StepResult
+from mlsyskit.serving.plan import StepPlan
 from mlsyskit.serving.workload import RequestSpec
-
-
-class TimedExecutor(Executor):
-    """Runs plans on ``inner`` and keeps each plan with its measured duration."""
-
-    def __init__(self, inner: Executor) -> None:
-        self.inner = inner
-        self.num_device_blocks = inner.num_device_blocks
-        self.num_host_blocks = inner.num_host_blocks
-        self.block_size = inner.block_size
-        self.eos_token_id = inner.eos_token_id
-        self.steps: list[tuple[StepPlan, float]] = []
-
-    def execute(self, plan: StepPlan) -> StepResult:
-        result = self.inner.execute(plan)
-        if plan.requests:
-            self.steps.append((plan, result.duration_s))
-        return result
-
-    def release(self, request_id: str) -> None:
-        self.inner.release(request_id)
 
 
 @dataclass(frozen=True)
@@ -105,6 +83,7 @@ def real_cost_check(
     Both engines plan with (and are predicted by) the tables measured first; returns the
     tables and the errors of each engine.
     """
+    from mlsyskit.serving.calibrate import RecordingExecutor
     from mlsyskit.serving.model import get_model_config
     from mlsyskit.serving.neo.profiler import profile_tables
     from mlsyskit.serving.neo.real import build_torch_engine
@@ -128,14 +107,16 @@ def real_cost_check(
                 neo=None if mode is OffloadMode.NONE else NeoConfig.paper(mode),
                 num_device_blocks=256,
             )
-            timed = TimedExecutor(engine.executor)
+            timed = RecordingExecutor(engine.executor)  # keeps steps without swaps
             engine.executor = timed
             try:
                 run_workload(engine, specs, prompt_ids=ids, oracle_hints=False)
             finally:
                 if isinstance(timed.inner, NeoTorchExecutor):
                     timed.inner.close()
-            out.append(step_errors(label, timed.steps, tables, timed.block_size))
+            steps = [(plan, sample.duration_s)
+                     for plan, sample in zip(timed.plans, timed.samples, strict=True)]
+            out.append(step_errors(label, steps, tables, timed.block_size))
     return tables, out
 
 

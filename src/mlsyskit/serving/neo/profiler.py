@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import torch
 
@@ -139,16 +140,5 @@ def profile_tables(
         )
         extra_fixed, extra_per_seq = _step_extras(model, layer_tables, dev_cache, bs, blocks,
                                                   repeats)
-    return CostTables(
-        num_layers=cfg.num_layers,
-        linr_x=tuple(linr_x), linr_s=tuple(linr_s),
-        pref_x=tuple(pref_x), pref_s=tuple(pref_s),
-        gdec_x=tuple(ctx_x), gdec_s=tuple(gdec_s),
-        cdec_n=tuple(cdec_n), cdec_x=tuple(ctx_x),
-        cdec_s=tuple(tuple(row) for row in cdec_s),
-        lnch_s=lnch,
-        extra_fixed_s=extra_fixed,
-        extra_per_seq_s=extra_per_seq,
-        link_per_token_s=copy / bs,
-        source=f"measured on this CPU, model {cfg.name}",
-    )
+    return replace(layer_tables, extra_fixed_s=extra_fixed, extra_per_seq_s=extra_per_seq,
+                   source=f"measured on this CPU, model {cfg.name}")
