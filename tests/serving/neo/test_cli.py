@@ -71,6 +71,17 @@ def test_sweep_with_baselines_reports_every_system(tmp_path: Path) -> None:
     assert out.stat().st_size > 0
 
 
+def test_sweep_paper_rules_and_bound_factor(tmp_path: Path) -> None:
+    out = tmp_path / "sweep.png"
+    args = ["serve", "neo", "sweep", "--num-requests", "20", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--paper-rules", "--bound-factor", "3"])
+    assert result.exit_code == 0, result.output
+    assert "neo-paper: sustainable" in result.output
+    assert "none: sustainable" in result.output and "(1.000x device-only)" in result.output
+    bad = runner.invoke(app, [*args, "--bound-factor", "1"])
+    assert bad.exit_code == 2 and "--bound-factor must be > 1" in bad.output
+
+
 def test_bench_device_only_options_are_the_ones_the_engine_gets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -137,24 +137,36 @@ def sweep(
         bool, typer.Option(help="Also sweep the paper's vLLM-256/-512 (device-only, chunked "
                            "prefill) and device-only with recompute preemption.")
     ] = False,
+    paper_rules: Annotated[
+        bool, typer.Option(help="Also sweep NEO under the paper's exact rules (neo-paper).")
+    ] = False,
+    bound_factor: Annotated[
+        float, typer.Option(help="Latency bound: this x device-only's P90 at its lightest "
+                            "load point.")
+    ] = 2.0,
     out: Annotated[Path, typer.Option(help="Plot to write.")] = Path("neo_sweep.png"),
 ) -> None:
     """Load-vs-latency curves of NEO and device-only, and their sustainable rates."""
-    from mlsyskit.serving.neo.bench import _maker, plot_curves
+    from mlsyskit.errors import ConfigError
+    from mlsyskit.serving.neo.bench import PAPER_NEO, _maker, plot_curves
     from mlsyskit.serving.neo.engine import get_setup
     from mlsyskit.serving.neo.loadtest import RECOMPUTE, VLLM_256, VLLM_512, System, compare
 
+    if bound_factor <= 1:
+        raise ConfigError(f"--bound-factor must be > 1; got {bound_factor}")
     systems: list[OffloadMode | System] = [OffloadMode.NONE, OffloadMode.NEO]
+    if paper_rules:
+        systems.append(PAPER_NEO)
     if fastdecode:
         systems.append(OffloadMode.FASTDECODE)
     if baselines:
         systems += [VLLM_256, VLLM_512, RECOMPUTE]
     comp = compare(get_setup(setup), _maker(workload, output_len), workload=workload.value,
-                   systems=systems, num_requests=num_requests)
+                   systems=systems, num_requests=num_requests, bound_factor=bound_factor)
     for name, rate in comp.rates.items():
         console.print(f"{name}: sustainable {rate:.3f} req/s at P90 per-token latency "
-                      f"<= {comp.bound_s * 1e3:.2f} ms", highlight=False)
-    console.print(f"NEO / device-only: {comp.gain():.3f}", highlight=False)
+                      f"<= {comp.bound_s * 1e3:.2f} ms ({rate / comp.rates['none']:.3f}x "
+                      "device-only)", highlight=False)
     plot_curves([comp], out, f"{setup} (simulated)")
     console.print(f"wrote {out}")
 
