@@ -54,8 +54,8 @@ def test_exec_list_matches_cost_model_kernel_count() -> None:
     assert bwd[0][0] is llm and bwd[-1][0] is enc
 
 
-@pytest.mark.slow
 def test_two_process_run_matches_serial_gradients() -> None:
+    """The real 2-process gloo run (about 15 s): both schedules give the serial gradients."""
     from mlsyskit.training.optimus.cpu_run import CpuRunConfig, run_cpu
 
     res = run_cpu(CpuRunConfig(iterations=1, warmup=0))
