@@ -80,6 +80,17 @@ def test_sweep_paper_rules_and_bound_factor(tmp_path: Path) -> None:
     assert "none: sustainable" in result.output and "(1.000x device-only)" in result.output
     bad = runner.invoke(app, [*args, "--bound-factor", "1"])
     assert bad.exit_code == 2 and "--bound-factor must be > 1" in bad.output
+    slo = runner.invoke(app, [*args, "--step-slo-ms", "500"])
+    assert slo.exit_code == 0, slo.output
+    assert "neo-slo: sustainable" in slo.output
+
+
+def test_bench_step_slo_conflicts_are_refused() -> None:
+    args = ["serve", "neo", "bench", "--num-requests", "5", "--step-slo-ms", "50"]
+    both = runner.invoke(app, [*args, "--paper-rules"])
+    assert both.exit_code == 2 and "choose one" in both.output
+    fd = runner.invoke(app, [*args, "--offload", "fastdecode"])
+    assert fd.exit_code == 2 and "fastdecode has none" in fd.output
 
 
 def test_bench_device_only_options_are_the_ones_the_engine_gets(

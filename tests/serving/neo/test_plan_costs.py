@@ -118,6 +118,9 @@ def test_mode_rules_by_hand(n_seq: int, t_seq: float, n_pip: int, t_pip: float,
                             throughput: bool, power: bool) -> None:
     assert pipelining_pays(ModeRule.THROUGHPUT, n_seq, t_seq, n_pip, t_pip) is throughput
     assert pipelining_pays(ModeRule.POWER, n_seq, t_seq, n_pip, t_pip) is power
+    # a latency target below the pipelined time vetoes it; one at it does not
+    assert not pipelining_pays(ModeRule.THROUGHPUT, n_seq, t_seq, n_pip, t_pip, t_pip * 0.99)
+    assert pipelining_pays(ModeRule.THROUGHPUT, n_seq, t_seq, n_pip, t_pip, t_pip) is throughput
 
 
 @pytest.mark.parametrize(

@@ -114,11 +114,12 @@ def test_fastdecode_puts_every_decode_on_the_host() -> None:
     steady=st.booleans(),
     rule=st.sampled_from(list(ModeRule)),
     watermark=st.sampled_from([0.0, 0.1]),
+    slo=st.sampled_from([None, 1.5, 3.0]),
 )
 def test_no_request_lost_or_duplicated_and_pools_never_overflow(
     lengths: list[tuple[int, int]], num_device_blocks: int, num_host_blocks: int,
     max_num_seqs: int, offload: OffloadMode, guard: bool, steady: bool, rule: ModeRule,
-    watermark: float,
+    watermark: float, slo: float | None,
 ) -> None:
     if offload is OffloadMode.FASTDECODE:  # every request must fit the host pool there
         num_host_blocks = max(num_host_blocks, 13)
@@ -127,7 +128,7 @@ def test_no_request_lost_or_duplicated_and_pools_never_overflow(
     lengths = [(p, o) for p, o in lengths if (p + o + 3) // 4 <= num_device_blocks]
     assume(lengths)
     neo = NeoConfig(offload=offload, backlog_guard=guard, steady_admission=steady,
-                    mode_rule=rule)
+                    mode_rule=rule, step_slo_s=slo if offload is OffloadMode.NEO else None)
     s = create_neo_scheduler(num_device_blocks=num_device_blocks,
                              num_host_blocks=num_host_blocks, block_size=4,
                              max_num_seqs=max_num_seqs, max_num_batched_tokens=64,
@@ -230,6 +231,29 @@ def test_power_rule_declines_a_pipelined_step_that_only_stretches_the_iteration(
     plan = _step(s)
     assert plan.mode is mode
     assert sum(plan.on_host) == (3 if mode is ExecMode.PIPELINED else 0)
+
+
+@pytest.mark.parametrize(("slo_s", "mode"), [(2.0, ExecMode.PIPELINED),
+                                             (1.9, ExecMode.SEQUENTIAL)])
+def test_step_slo_caps_the_pipelined_step_time(slo_s: float, mode: ExecMode) -> None:
+    # the throughput case above: the pipelined decode step takes 2 s (2 sub-batches x 1 s of
+    # linear layers, 1 layer); a 1.9 s target forbids it, a 2 s one allows it
+    s = create_neo_scheduler(num_device_blocks=5,
+                             neo=NeoConfig(steady_admission=False,
+                                           mode_rule=ModeRule.THROUGHPUT, step_slo_s=slo_s))
+    _add(s, [(12, 5)] + [(8, 5)] * 3)
+    assert sum(_step(s).on_host) == 3
+    plan = _step(s)
+    assert plan.mode is mode
+    assert sum(plan.on_host) == (3 if mode is ExecMode.PIPELINED else 0)
+
+
+def test_step_slo_is_validated() -> None:
+    assert NeoConfig.slo(0.05) == NeoConfig(mode_rule=ModeRule.THROUGHPUT, step_slo_s=0.05)
+    with pytest.raises(ConfigError, match="step_slo_s must be > 0"):
+        NeoConfig(step_slo_s=0.0)
+    with pytest.raises(ConfigError, match="fastdecode has none"):
+        NeoConfig(offload=OffloadMode.FASTDECODE, step_slo_s=0.1)
 
 
 def test_new_prefills_fill_the_device_up_to_the_device_only_watermark() -> None:

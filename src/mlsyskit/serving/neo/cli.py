@@ -56,6 +56,10 @@ def bench(
         bool, typer.Option(help="The paper's exact rules (throughput mode choice, no latency "
                            "guards) instead of the defaults.")
     ] = False,
+    step_slo_ms: Annotated[
+        float | None, typer.Option(help="--offload neo: a step latency target; no pipelined "
+                                   "step predicted longer than this (NeoConfig.slo).")
+    ] = None,
     chunk_tokens: Annotated[
         int | None, typer.Option(help="--offload none, simulated: chunked-prefill token budget "
                                  "per step (256 / 512: the paper's vLLM baselines).")
@@ -78,7 +82,11 @@ def bench(
     if executor is not Executor.SIM and (chunk_tokens is not None or recompute):
         raise ConfigError("--chunk-tokens and --recompute apply to --executor sim only")
     planned = CostTables.from_json(tables) if tables is not None else None
+    if paper_rules and step_slo_ms is not None:
+        raise ConfigError("--paper-rules and --step-slo-ms are two rule sets; choose one")
     rules = NeoConfig.paper() if paper_rules else None
+    if step_slo_ms is not None:
+        rules = NeoConfig.slo(step_slo_ms / 1e3)
     if executor is Executor.SIM:
         from mlsyskit.serving.neo.engine import DeviceOnly, build_sim_engine
         from mlsyskit.serving.policy import KVAction
@@ -144,6 +152,11 @@ def sweep(
         float, typer.Option(help="Latency bound: this x device-only's P90 at its lightest "
                             "load point.")
     ] = 2.0,
+    step_slo_ms: Annotated[
+        float | None, typer.Option(help="Also sweep NEO with a step latency target "
+                                   "(neo-slo: NeoConfig.slo, no pipelined step predicted "
+                                   "longer than this).")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Plot to write.")] = Path("neo_sweep.png"),
 ) -> None:
     """Load-vs-latency curves of NEO and device-only, and their sustainable rates."""
@@ -151,12 +164,17 @@ def sweep(
     from mlsyskit.serving.neo.bench import PAPER_NEO, _maker, plot_curves
     from mlsyskit.serving.neo.engine import get_setup
     from mlsyskit.serving.neo.loadtest import RECOMPUTE, VLLM_256, VLLM_512, System, compare
+    from mlsyskit.serving.neo.scheduler import NeoConfig
 
     if bound_factor <= 1:
         raise ConfigError(f"--bound-factor must be > 1; got {bound_factor}")
     systems: list[OffloadMode | System] = [OffloadMode.NONE, OffloadMode.NEO]
     if paper_rules:
         systems.append(PAPER_NEO)
+    if step_slo_ms is not None:
+        if step_slo_ms <= 0:
+            raise ConfigError(f"--step-slo-ms must be > 0; got {step_slo_ms}")
+        systems.append(System(OffloadMode.NEO, "neo-slo", neo=NeoConfig.slo(step_slo_ms / 1e3)))
     if fastdecode:
         systems.append(OffloadMode.FASTDECODE)
     if baselines:

@@ -42,12 +42,14 @@ class ModeRule(enum.Enum):
     POWER = "power"
 
 
-def pipelining_pays(rule: ModeRule, n_seq: int, t_seq: float, n_pip: int, t_pip: float) -> bool:
+def pipelining_pays(rule: ModeRule, n_seq: int, t_seq: float, n_pip: int, t_pip: float,
+                    max_t_pip: float = math.inf) -> bool:
     """Whether the pipelined plan (``n_pip`` requests, ``t_pip`` s) beats the device-only one.
 
-    An empty device-only plan (``t_seq == 0``) loses to any non-empty pipelined plan.
+    An empty device-only plan (``t_seq == 0``) loses to any non-empty pipelined plan. A
+    pipelined plan longer than ``max_t_pip`` (a latency target, per layer) never pays.
     """
-    if t_pip <= 0 or n_pip <= 0:
+    if t_pip <= 0 or n_pip <= 0 or t_pip > max_t_pip:
         return False
     if t_seq <= 0:
         return True
@@ -123,7 +125,8 @@ def slacks(costs: LayerCosts, b0: SubBatchLoad, b1: SubBatchLoad) -> tuple[float
 
 
 def host_queue_served(
-    costs: LayerCosts, b0: SubBatchLoad, host_contexts: list[int], rule: ModeRule
+    costs: LayerCosts, b0: SubBatchLoad, host_contexts: list[int], rule: ModeRule,
+    max_t_pip: float = math.inf,
 ) -> bool:
     """Would a decode-only step decode *every* host request, and would it run pipelined?
 
@@ -147,7 +150,7 @@ def host_queue_served(
         return False
     t_pip = b[0].gpu_time(costs) + b[1].gpu_time(costs)
     return pipelining_pays(rule, b0.num_seqs, b0.gpu_time(costs),
-                           b[0].num_seqs + b[1].num_seqs, t_pip)
+                           b[0].num_seqs + b[1].num_seqs, t_pip, max_t_pip)
 
 
 @dataclass(frozen=True)

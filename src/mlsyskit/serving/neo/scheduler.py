@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import enum
 import heapq
+import math
 from dataclasses import dataclass
 
 from mlsyskit.errors import ConfigError
@@ -105,6 +106,12 @@ class NeoConfig:
     mode_rule
         How step 5 picks pipelined vs device-only (:class:`~.plan.ModeRule`): the paper's
         ``THROUGHPUT`` or the latency-aware ``POWER`` (default).
+    step_slo_s
+        Not in the paper's rules: a latency target for one step, in seconds. A pipelined step
+        whose predicted device time (all layers, without the LM head) exceeds it is never
+        chosen, whatever ``mode_rule`` says; device-only steps are not capped (they are what
+        NEO falls back to). With ``THROUGHPUT`` this is "the most requests per second that
+        keeps the time per output token under the target". ``None``: no target.
 
     :meth:`paper` gives the paper's rules exactly.
     """
@@ -117,12 +124,19 @@ class NeoConfig:
     steady_admission: bool = True
     mode_rule: ModeRule = ModeRule.POWER
     host_fraction: float = 0.5
+    step_slo_s: float | None = None
 
     @classmethod
     def paper(cls, offload: OffloadMode = OffloadMode.NEO) -> NeoConfig:
         """The paper's rules, without this package's additions."""
         return cls(offload=offload, swap_in_watermark=0.95, backlog_guard=False,
                    device_fcfs=False, steady_admission=False, mode_rule=ModeRule.THROUGHPUT)
+
+    @classmethod
+    def slo(cls, step_slo_s: float) -> NeoConfig:
+        """Latency-target rules: the default guards, the throughput mode rule, and no
+        pipelined step predicted longer than ``step_slo_s``."""
+        return cls(mode_rule=ModeRule.THROUGHPUT, step_slo_s=step_slo_s)
 
     def __post_init__(self) -> None:
         if self.offload is OffloadMode.NONE:
@@ -133,6 +147,15 @@ class NeoConfig:
             raise ConfigError("linr_threshold_tokens must be >= 0")
         if not 0 < self.host_fraction < 1:
             raise ConfigError(f"host_fraction must be in (0, 1); got {self.host_fraction}")
+        if self.step_slo_s is not None and not self.step_slo_s > 0:
+            raise ConfigError(f"step_slo_s must be > 0 seconds; got {self.step_slo_s}")
+        if self.step_slo_s is not None and self.offload is not OffloadMode.NEO:
+            raise ConfigError(f"step_slo_s steers NEO's mode choice; {self.offload.value} has "
+                              "none")
+
+    def max_layer_time(self, num_layers: int) -> float:
+        """The per-layer device time a pipelined step may take (``inf`` without a target)."""
+        return math.inf if self.step_slo_s is None else self.step_slo_s / num_layers
 
 
 @dataclass(frozen=True)
@@ -439,7 +462,8 @@ class NeoScheduler(Scheduler):
             return ExecMode.PIPELINED, kept, host[0], host[1]
         p_time = b[0].gpu_time(costs) + b[1].gpu_time(costs)
         if pipelining_pays(self.neo.mode_rule, g.num_seqs, g.gpu_time(costs),
-                           b[0].num_seqs + b[1].num_seqs, p_time):
+                           b[0].num_seqs + b[1].num_seqs, p_time,
+                           self.neo.max_layer_time(costs.num_layers)):
             return ExecMode.PIPELINED, kept, host[0], host[1]
         return ExecMode.SEQUENTIAL, gpu_only, [], []
 
@@ -460,7 +484,8 @@ class NeoScheduler(Scheduler):
                 b0.num_tokens += 1
                 b0.num_seqs += 1
                 b0.gdec_tokens += ctx
-        return host_queue_served(self.costs, b0, host_ctx, self.neo.mode_rule)
+        return host_queue_served(self.costs, b0, host_ctx, self.neo.mode_rule,
+                                 self.neo.max_layer_time(self.costs.num_layers))
 
     def _fill_host(
         self, b0: SubBatchLoad, static: bool
