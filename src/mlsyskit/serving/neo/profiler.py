@@ -3,8 +3,9 @@
 Runs artificial batches through the decoder layers of the executor's model and times each
 building block (median of ``repeats``): the linear layers over ``S`` tokens, prefill attention
 of one prompt, device decode attention over ``N`` context tokens, host decode attention of ``n``
-requests over ``N`` tokens (in a separate host pool), the host thread's round trip (``lnch``),
-the LM head and a block copy between the pools.
+requests over ``N`` tokens (in a separate host pool), the hand-off to the host thread in a
+pipelined stage (``lnch``), the step's own work outside the layers and a block copy between
+the pools.
 
 Each block is timed over *every* layer in turn and divided by the layer count, as a forward
 pass meets them: timing layer 0 alone keeps its weights hot in the CPU caches and
@@ -126,7 +127,25 @@ def profile_tables(
         cdec_s = [[attend(spread(max(c, 2 * n), n), host_cache) for c in ctx_x]
                   for n in cdec_n]
         with ThreadPoolExecutor(1) as pool:
-            lnch = _median_s(lambda: pool.submit(lambda: None).result(), repeats * 10)
+            # the host part's overhead as a pipelined stage meets it: one host decode on the
+            # host thread while this thread runs one token's linear layers, every layer;
+            # whatever the stage takes beyond the host attention itself is the hand-off
+            # (thread round trip, and Python work the two threads cannot overlap)
+            ctx1 = 2 * bs
+            b1 = _decode_batch([ctx1], bs)
+            q1, k1, v1 = rand(1, nh, hd), rand(1, nkv, hd), rand(1, nkv, hd)
+            h1, pos1, a1 = rand(1, cfg.hidden_size), torch.arange(1), rand(1, nh, hd)
+
+            def stage() -> None:
+                for lay in layers:
+                    fut = pool.submit(lay.attend, q1, k1, v1, b1, host_cache)
+                    lay.qkv(h1, pos1)
+                    lay.finish(h1, a1)
+                    fut.result()
+
+            host_alone = per_layer * _median_s(
+                lambda: [lay.attend(q1, k1, v1, b1, host_cache) for lay in layers], repeats)
+            lnch = max(0.0, per_layer * _median_s(stage, repeats * 3) - host_alone)
         copy = _median_s(lambda: dev_cache.copy_blocks_to(host_cache, [(0, 1)]), repeats)
         layer_tables = CostTables(
             num_layers=cfg.num_layers,
