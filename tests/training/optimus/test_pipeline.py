@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,6 +12,7 @@ from mlsyskit.training.optimus.pipeline import (
     PipelineSpec,
     StageWork,
     bubble_breakdown,
+    bubble_intervals,
     latest_fwd_starts,
     op_order,
     simulate,
@@ -98,3 +101,32 @@ def test_deferred_forwards_hand_computed_1f1b() -> None:
     assert latest_fwd_starts(tl, [0.0, 0.0]) == pytest.approx([0.0, 3.0])
     late = simulate(_spec(2, 1, 2), [0.0, 0.0], [0.0, 3.0])
     assert max(late.last_end(d) for d in range(2)) == pytest.approx(9.0)
+
+
+def test_bubble_intervals_are_labelled_per_gpu_and_add_up() -> None:
+    """2 stages, 2 microbatches, f = 1 (+ 0.25 TP collective), b = 2, no lag; AG 0.5 and
+    RS 0.7 per device.  Stage 1: F0 1.75-3, B0 3-5, F1 5-6.25, B1 6.25-8.25; stage 0: F0
+    0.5-1.75, F1 1.75-3, B0 5-7, B1 8.25-10.25, so stage 0 idles 3-5 and 7-8.25 (PP
+    other) and reduce-scatters 10.25-10.95."""
+    spec = _spec(2, 1, 2, 1.0, 2.0, tp_comm=0.25)
+    tl = simulate(spec, [0.5, 0.5])
+    makespan = max(tl.last_end(d) + 0.7 for d in range(2))
+    per_gpu = bubble_intervals(tl, [0.5, 0.5], [0.7, 0.7], makespan)
+    dev0 = per_gpu[0]
+    assert (0.0, 0.5, BubbleType.DP_ALL_GATHER) in dev0
+    assert [b[:2] for b in dev0 if b[2] is BubbleType.PP_OTHER] == [(3.0, 5.0), (7.0, 8.25)]
+    assert [b[:2] for b in dev0 if b[2] is BubbleType.TP] == [(1.5, 1.75), (2.75, 3.0)]
+    assert (10.25, pytest.approx(10.95), BubbleType.DP_REDUCE_SCATTER) in dev0
+    assert makespan == pytest.approx(10.95)
+    for d, items in enumerate(per_gpu):
+        # disjoint, and never while the device computes
+        for a, b in itertools.pairwise(items):
+            assert b[0] >= a[1] - 1e-12
+        busy = [(s, e) for s, e, k, _ in tl.kernels(d) if k.stream is Stream.COMPUTE]
+        assert not any(s < be and e > bs for s, e, _ in items for bs, be in busy)
+        # everything that is not compute is some labelled bubble
+        assert sum(e - s for s, e, _ in items) == pytest.approx(makespan - 2 * (1.0 + 2.0))
+    avg = bubble_breakdown(tl, [0.5, 0.5], [0.7, 0.7], makespan)
+    for kind in BubbleType:
+        total = sum(e - s for items in per_gpu for s, e, k in items if k is kind) / 2
+        assert avg[kind] == pytest.approx(total)

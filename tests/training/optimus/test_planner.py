@@ -1,18 +1,27 @@
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlsyskit.training.optimus.config import load_builtin
+from mlsyskit.training.optimus.config import load_builtin, load_config
+from mlsyskit.training.optimus.errors import OptimusConfigError
 from mlsyskit.training.optimus.planner import (
+    Rejection,
     compositions,
     enumerate_plans,
     feasible_plans,
     memory_estimate,
     memory_overhead,
     num_compositions,
+    rejected_plans,
+    require_plans,
 )
+
+from .conftest import make_job
 
 
 def test_plans_divide_llm_plan() -> None:
@@ -71,3 +80,49 @@ def test_balanced_first_starts_with_the_even_split() -> None:
 
     assert list(islice(compositions_balanced_first(32, 8), 2)) == [
         (4,) * 8, (3, 3, 3, 3, 5, 5, 5, 5)]
+
+
+def test_encoder_tp_must_divide_the_encoder_heads() -> None:
+    # small at TP 4: ViT-3B has 18 heads, the LLM plan PP4 TP4 gives 3 x 3 encoder plans;
+    # the three with TP_enc = 4 cannot split 18 heads and are filtered like the memory filter
+    base = load_builtin("small")
+    job = dataclasses.replace(base, llm_plan=dataclasses.replace(base.llm_plan, dp=2, tp=4))
+    assert job.encoders[0].spec.num_heads == 18
+    rejected = {p.label(): why for p, why in rejected_plans(job)}
+    assert {label for label, why in rejected.items() if why is Rejection.HEADS} == {
+        "DP8 PP1 TP4", "DP4 PP2 TP4", "DP2 PP4 TP4"}
+    feasible = feasible_plans(job)
+    assert feasible and all(18 % p.tp == 0 for p in feasible)
+    assert "DP2 PP4 TP4" not in {p.label() for p in feasible}  # the plan it used to pick
+
+
+@settings(max_examples=40, deadline=None)
+@given(heads=st.lists(st.sampled_from([1, 2, 3, 4, 6, 8, 12, 18, 24]), min_size=1, max_size=3),
+       pp=st.sampled_from([1, 2, 4]), tp=st.sampled_from([1, 2, 4, 8]))
+def test_feasible_plans_split_every_encoders_heads(heads: list[int], pp: int, tp: int) -> None:
+    job = make_job(pp=pp, tp=tp, num_mb=2 * pp, num_encoders=len(heads))
+    encs = tuple(
+        dataclasses.replace(e, spec=dataclasses.replace(e.spec, num_heads=h))
+        for e, h in zip(job.encoders, heads, strict=True)
+    )
+    job = dataclasses.replace(job, encoders=encs)
+    plans = enumerate_plans(job)
+    feasible = feasible_plans(job)
+    rejected = rejected_plans(job)
+    assert len(feasible) + len(rejected) == len(plans)  # a partition of the enumeration
+    assert all(all(h % p.tp == 0 for h in heads) for p in feasible)
+    for p, why in rejected:
+        assert (why is Rejection.HEADS) == any(h % p.tp for h in heads)
+    assert all(why is not Rejection.HEADS for p, why in rejected if p.tp == 1)
+
+
+def test_no_feasible_plan_is_a_config_error_naming_the_reasons(tmp_path: Path) -> None:
+    cfg = tmp_path / "oom.yaml"
+    cfg.write_text("gpu: h100-sxm\nnum_gpus: 8\nencoders: [{model: vit-22b}]\n"
+                   "llm: {model: gpt-175b}\nllm_plan: {dp: 1, pp: 1, tp: 8, num_microbatches: 8}\n")
+    job = load_config(cfg)
+    with pytest.raises(OptimusConfigError, match=r"oom.yaml: .*no encoder plan fits") as info:
+        require_plans(job, str(cfg))
+    assert "does not fit in GPU memory: 4" in str(info.value)  # TP_enc 1, 2, 4, 8 all too big
+    assert info.value.exit_code == 2
+    assert require_plans(load_builtin("small")) == feasible_plans(load_builtin("small"))

@@ -9,7 +9,7 @@ import pytest
 from mlsyskit.training.optimus import baselines
 from mlsyskit.training.optimus.build import baseline_schedule, optimus_schedule
 from mlsyskit.training.optimus.costmodel import CostModel, Direction
-from mlsyskit.training.optimus.replay import replay
+from mlsyskit.training.optimus.replay import reexecute, replay
 from mlsyskit.training.optimus.schedule import Owner, Resource, Schedule
 from mlsyskit.training.optimus.search import search
 
@@ -68,3 +68,62 @@ def test_baseline_schedules_replay_exactly() -> None:
         rep = replay(s)
         assert rep.violations == []
         assert rep.replay_makespan_s == pytest.approx(run.iteration_s, rel=1e-9)
+
+
+def _dp_at_zero_without_edges(s: Schedule) -> Schedule:
+    """The reviewer's manipulation: drop every DP edge and run each device's DP collectives
+    (AG_enc, AG_llm, RS_llm, RS_enc) back to back from t = 0."""
+    dp = {t.tid for t in s.tasks if t.owner is Owner.DP}
+    tasks = list(s.tasks)
+    for d in range(s.num_devices):
+        t_ = 0.0
+        for t in sorted((t for t in tasks if t.tid in dp and t.device == d),
+                        key=lambda t: t.index):
+            tasks[t.tid] = dataclasses.replace(t, start_s=t_, end_s=t_ + t.duration_s)
+            t_ += t.duration_s
+    deps = tuple(d for d in s.deps if d.before not in dp and d.after not in dp)
+    return dataclasses.replace(s, tasks=tuple(tasks), deps=deps)
+
+
+def test_reduce_scatter_before_last_backward_is_caught(fine: Schedule) -> None:
+    rep = replay(_dp_at_zero_without_edges(fine))
+    for d in range(fine.num_devices):
+        for owner in ("llm", "encoder"):
+            assert any(v.startswith(f"device {d}: DP reduce-scatter of {owner} gradients")
+                       for v in rep.violations)
+    # the replay re-executes with its own DP rules, not the producer's (dropped) edges
+    assert rep.replay_makespan_s == pytest.approx(replay(fine).replay_makespan_s, rel=1e-9)
+
+
+def test_all_gather_after_first_forward_is_caught(fine: Schedule) -> None:
+    ag = next(t for t in fine.tasks if t.name == "dp_ag_llm" and t.device == 0)
+    first_fwd = min(t.start_s for t in fine.tasks if t.owner is Owner.LLM and t.device == 0)
+    rep = replay(_replace(fine, ag.tid, first_fwd))
+    assert any(v.startswith("device 0: DP all-gather of llm parameters") for v in rep.violations)
+
+
+def test_dp_collective_without_metadata_is_caught(fine: Schedule) -> None:
+    rs = next(t for t in fine.tasks if t.name == "dp_rs_enc")
+    tasks = list(fine.tasks)
+    tasks[rs.tid] = dataclasses.replace(rs, params_of=None)
+    rep = replay(dataclasses.replace(fine, tasks=tuple(tasks)))
+    assert any("does not say whose parameters" in v for v in rep.violations)
+    assert any(f"device {rs.device}: no DP reduce-scatter of encoder" in v
+               for v in rep.violations)
+
+
+def test_release_times_are_honoured_and_checked() -> None:
+    """A task released at t starts no earlier in the replay, and one scheduled before its
+    release is a violation (hand-built: two LLM stages' first op is released late)."""
+    job = make_job(pp=2, tp=1, virtual=1, num_mb=2)
+    run = baselines.megatron(job, CostModel.for_job(job))
+    s = baseline_schedule(run.name, run.timeline, run.dp.ag_s, run.dp.rs_s, run.iteration_s)
+    first = min((t for t in s.tasks if t.owner is Owner.LLM and t.device == 0),
+                key=lambda t: t.start_s)
+    tasks = list(s.tasks)
+    tasks[first.tid] = dataclasses.replace(first, release_s=first.start_s + 1.0)
+    late = dataclasses.replace(s, tasks=tuple(tasks))
+    rep = replay(late)
+    assert any("starts before its release time" in v for v in rep.violations)
+    assert reexecute(late)[first.tid][0] == pytest.approx(first.start_s + 1.0)
+    assert rep.replay_makespan_s == pytest.approx(run.iteration_s + 1.0, rel=1e-9)

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from mlsyskit.training.optimus.config import JobConfig, ModelPart
 from mlsyskit.training.optimus.costmodel import CostModel, Direction, Kernel
-from mlsyskit.training.optimus.errors import OptimusError
+from mlsyskit.training.optimus.errors import OptimusConfigError, OptimusError
 from mlsyskit.training.optimus.pipeline import (
     BubbleType,
     PipelineSpec,
@@ -187,11 +187,34 @@ def run_pipeline(name: str, spec: PipelineSpec, cm: CostModel, dp: int) -> Pipel
     return PipelineRun(name, spec, tl, costs, it)
 
 
+def encoder_tp_problem(job: JobConfig) -> str | None:
+    """Why Megatron-LM cannot run this job's encoders, or ``None``.
+
+    Both Megatron-LM baselines put the encoder layers into the LLM's pipeline stages, so they
+    run at the LLM's TP degree, and Megatron splits attention heads over TP ranks.
+    """
+    tp = job.llm_plan.tp
+    bad = [e.spec for e in job.encoders if e.spec.num_heads % tp]
+    if not bad:
+        return None
+    names = ", ".join(f"{spec.name} ({spec.num_heads} heads)" for spec in bad)
+    return (f"the Megatron-LM baselines run the encoders at the LLM's TP = {tp}, which does "
+            f"not divide the attention heads of {names}")
+
+
+def _require_runnable(job: JobConfig) -> None:
+    why = encoder_tp_problem(job)
+    if why is not None:
+        raise OptimusConfigError(f"{job.name}: {why}")
+
+
 def megatron(job: JobConfig, cm: CostModel) -> PipelineRun:
+    _require_runnable(job)
     return run_pipeline("Megatron-LM", megatron_spec(job, cm), cm, job.llm_plan.dp)
 
 
 def megatron_balanced(job: JobConfig, cm: CostModel) -> PipelineRun:
+    _require_runnable(job)
     return run_pipeline("Megatron-LM balanced", balanced_spec(job, cm), cm, job.llm_plan.dp)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Sequence
 
@@ -25,6 +26,19 @@ class _Builder:
         self.tasks.append(Task(tid, device, resource, start, end, owner, direction, stage, mb,
                                pipeline, index, name))
         return tid
+
+    def dp(self, device: int, start: float, duration: float, direction: Direction,
+           params_of: Owner, index: int, name: str) -> int:
+        """A DP collective: all-gather (``FWD``) or reduce-scatter (``BWD``) of ``params_of``."""
+        tid = len(self.tasks)
+        self.tasks.append(Task(tid, device, Resource.DP_LINK, start, start + duration, Owner.DP,
+                               direction, device, -1, -1, index, name, params_of=params_of))
+        return tid
+
+    def release(self, tid: int, at: float) -> None:
+        """Keep task ``tid`` from starting before ``at`` (a deliberate delay)."""
+        t = self.tasks[tid]
+        self.tasks[tid] = dataclasses.replace(t, release_s=max(t.release_s, at))
 
     def dep(self, before: int, after: int, lag: float = 0.0) -> None:
         self.deps.append(Dep(before, after, lag))
@@ -56,7 +70,14 @@ def _sequential(start: float, kernels: Sequence[Kernel]) -> list[float]:
 
 def _llm_tasks(b: _Builder, tl: Timeline, delta: float, release: Sequence[int]
                ) -> tuple[dict[OpKey, tuple[int, int]], list[int]]:
-    """LLM kernels of every device at T0 + delta; returns op -> (first, last) and last ids."""
+    """LLM kernels of every device at T0 + delta; returns op -> (first, last) and last ids.
+
+    Every delay the timeline was simulated with becomes a release time of the task it holds
+    back: each device's first op (the LLM starts at T0 + delta, not as soon as its inputs
+    allow) and, on a timeline with deferred forwards, stage 0's first forward of every
+    microbatch.  Without them the replay would start those ops earlier than the producer's
+    estimate assumes.
+    """
     spec = tl.spec
     ops: dict[OpKey, tuple[int, int]] = {}
     last_ids = []
@@ -70,6 +91,10 @@ def _llm_tasks(b: _Builder, tl: Timeline, delta: float, release: Sequence[int]
             ops[op] = (first, last)
             prev_last = last
         last_ids.append(prev_last)
+        b.release(ops[tl.orders[d][0]][0], tl.first_start(d) + delta)
+    if tl.mb_release is not None:
+        for mb, at in enumerate(tl.mb_release):
+            b.release(ops[OpKey(Direction.FWD, 0, mb)][0], at + delta)
     top = spec.pp * spec.virtual - 1
     for op, (first, _) in ops.items():
         if op.direction is Direction.FWD and op.vstage > 0:
@@ -85,35 +110,34 @@ def baseline_schedule(name: str, tl: Timeline, ag_s: Sequence[float], rs_s: Sequ
                       makespan_s: float) -> Schedule:
     """A baseline's iteration (encoder layers inside the LLM stages) as a task list."""
     b = _Builder()
-    ag = [b.add(d, Resource.DP_LINK, 0.0, ag_s[d], Owner.DP, None, d, -1, -1, 0, "dp_ag")
-          for d in range(tl.spec.pp)]
+    ag = [b.dp(d, 0.0, ag_s[d], Direction.FWD, Owner.LLM, 0, "dp_ag") for d in range(tl.spec.pp)]
     _, last = _llm_tasks(b, tl, 0.0, ag)
     for d in range(tl.spec.pp):
         end = b.tasks[last[d]].end_s
-        rs = b.add(d, Resource.DP_LINK, end, end + rs_s[d], Owner.DP, None, d, -1, -1, 1, "dp_rs")
+        rs = b.dp(d, end, rs_s[d], Direction.BWD, Owner.LLM, 1, "dp_rs")
         b.dep(last[d], rs)
     return Schedule(name, tl.spec.pp, tuple(b.tasks), tuple(b.deps), makespan_s, tl.spec.pp,
                     tl.spec.p2p_s)
 
 
-def optimus_schedule(name: str, ctx: Context, st: State, ev: Evaluation) -> Schedule:
-    """A coarse or fine Optimus state as a task list (LLM at T0 + delta)."""
+def optimus_schedule(name: str, ctx: Context, st: State, ev: Evaluation, *,
+                     barrier: bool = False) -> Schedule:
+    """A coarse or fine Optimus state as a task list (LLM at T0 + delta).
+
+    ``barrier``: the serial encoder-then-LLM baseline (:func:`~.scheduler.serial_evaluation`);
+    every LLM op waits for every encoder forward and every encoder backward for the whole
+    LLM, as dependency edges the replay re-executes.
+    """
     b = _Builder()
     plan, n_dev, delta = ctx.plan, ctx.num_devices, ev.delta
     enc_ag, llm_ag = [], []
     for d in range(n_dev):
-        enc_ag.append(b.add(d, Resource.DP_LINK, 0.0, ctx.ag_enc[d], Owner.DP, None, d, -1, -1,
-                            0, "dp_ag_enc"))
-        a0 = ctx.ag_enc[d]
-        llm_ag.append(b.add(d, Resource.DP_LINK, a0, a0 + ctx.ag_llm[d], Owner.DP, None, d, -1,
-                            -1, 1, "dp_ag_llm"))
+        enc_ag.append(b.dp(d, 0.0, ctx.ag_enc[d], Direction.FWD, Owner.ENCODER, 0, "dp_ag_enc"))
+        llm_ag.append(b.dp(d, ctx.ag_enc[d], ctx.ag_llm[d], Direction.FWD, Owner.LLM, 1,
+                           "dp_ag_llm"))
+    # A static schedule pins each device's LLM start at T0 + delta (a release time set by
+    # _llm_tasks): starting earlier would move the bubbles the fine step filled.
     ops, llm_last = _llm_tasks(b, ctx.t0, delta, llm_ag)
-    # A static schedule pins each device's LLM start at T0 + delta: starting earlier would
-    # move the bubbles the fine step filled.
-    for d in range(n_dev):
-        first_llm = ops[ctx.t0.orders[d][0]][0]
-        pinned = ctx.first[d] + delta - (ctx.ag_enc[d] + ctx.ag_llm[d])
-        b.dep(llm_ag[d], first_llm, max(0.0, pinned))
     # Encoder ops: (g, mb, k, dir) -> (first, last, start)
     enc: dict[tuple[int, int, int, Direction], tuple[int, int]] = {}
     per_device: dict[int, list[tuple[float, int, int]]] = {d: [] for d in range(n_dev)}
@@ -162,26 +186,38 @@ def optimus_schedule(name: str, ctx: Context, st: State, ev: Evaluation) -> Sche
             b.dep(ef, ops[OpKey(Direction.FWD, 0, r * cols + c)][0], ctx.enc_to_llm_s)
     # Coarse work runs back to back on its device (one stream); fine kernels sit in gaps and
     # may interleave across microbatches, so they are ordered only by their own chains.
+    # Coarse backwards run after the device's LLM work (InitSchedule), including their
+    # first kernel when it is a collective that could overlap the LLM's last compute.
     for d in range(n_dev):
         for seq in (sorted(coarse_pre[d]), sorted(coarse_post[d])):
             for (_, _, last), (_, first, _) in itertools.pairwise(seq):
                 b.dep(last, first)
+        if coarse_post[d]:
+            b.dep(llm_last[d], min(coarse_post[d])[1])
     enc_last: dict[int, int] = {}
     for d, items in per_device.items():
         for _, first, _ in items:
             b.dep(enc_ag[d], first)
         if items:
             enc_last[d] = max((it[2] for it in items), key=lambda t: b.tasks[t].end_s)
+    if barrier:
+        llm_firsts = [ops[ctx.t0.orders[d][0]][0] for d in range(n_dev)]
+        for (_g, _mb, k, direction), (first, last) in enc.items():
+            if direction is Direction.FWD:
+                lag = ctx.enc_to_llm_s if k == last_stage else 0.0
+                for f in llm_firsts:
+                    b.dep(last, f, lag)
+            elif k == last_stage:
+                for lid in llm_last:
+                    b.dep(lid, first, ctx.enc_to_llm_s)
     for d in range(n_dev):
         t_end = b.tasks[llm_last[d]].end_s
-        rs = b.add(d, Resource.DP_LINK, t_end, t_end + ctx.rs_llm[d], Owner.DP, None, d, -1, -1,
-                   2, "dp_rs_llm")
+        rs = b.dp(d, t_end, ctx.rs_llm[d], Direction.BWD, Owner.LLM, 2, "dp_rs_llm")
         b.dep(llm_last[d], rs)
         start = b.tasks[rs].end_s
         if d in enc_last:
             start = max(start, b.tasks[enc_last[d]].end_s)
-        rs2 = b.add(d, Resource.DP_LINK, start, start + ctx.rs_enc[d], Owner.DP, None, d, -1,
-                    -1, 3, "dp_rs_enc")
+        rs2 = b.dp(d, start, ctx.rs_enc[d], Direction.BWD, Owner.ENCODER, 3, "dp_rs_enc")
         b.dep(rs, rs2)
         if d in enc_last:
             b.dep(enc_last[d], rs2)

@@ -19,9 +19,15 @@ def _load(config: str):  # type: ignore[no-untyped-def]
     path = Path(config)
     if path.suffix in (".yaml", ".yml") or path.exists():
         return load_config(path)
-    if config in builtin_config_names():
+    names = builtin_config_names()
+    if config in names:
         return load_builtin(config)
-    return load_config(path)  # raises a clear "cannot read" error
+    from mlsyskit.training.optimus.errors import OptimusConfigError
+
+    raise OptimusConfigError(
+        f"{config!r} is neither a YAML file nor a shipped config; shipped configs: "
+        f"{', '.join(names)}"
+    )
 
 
 CONFIG_ARG = Annotated[
@@ -47,14 +53,19 @@ def plan(
     """Choose the encoder plan and partition, schedule, and print times and bubbles."""
     from mlsyskit.training.optimus import baselines
     from mlsyskit.training.optimus.costmodel import CostModel
+    from mlsyskit.training.optimus.planner import require_plans
     from mlsyskit.training.optimus.search import efficiency, search, serial_iteration_s
 
     job = _load(config)
+    plans = require_plans(job, config)  # none feasible: the config's fault, exit 2
     cm = CostModel.for_job(job)
-    m, b = baselines.megatron(job, cm), None
-    if len(job.encoders) == 1:
-        b = baselines.megatron_balanced(job, cm)
-    res = search(job, cm, fine_top_k=fine_top_k)
+    why_not = baselines.encoder_tp_problem(job)
+    m = b = None
+    if why_not is None:
+        m = baselines.megatron(job, cm)
+        if len(job.encoders) == 1:
+            b = baselines.megatron_balanced(job, cm)
+    res = search(job, cm, fine_top_k=fine_top_k, plans=plans)
     best = res.best
     console.print(
         f"[bold]{job.name}[/]: {job.num_gpus} x {job.gpu.display_name}, LLM "
@@ -70,7 +81,7 @@ def plan(
     for col in ("schedule", "seconds", "speedup of Optimus"):
         table.add_column(col)
     opt = best.fine_eval.makespan_s
-    rows = [("Megatron-LM", m.iteration_s)]
+    rows = [] if m is None else [("Megatron-LM", m.iteration_s)]
     if b is not None:
         rows.append(("Megatron-LM balanced", b.iteration_s))
     rows += [
@@ -86,6 +97,9 @@ def plan(
         f"{efficiency(best.ctx, best.coarse, best.coarse_eval):.3f}, fine "
         f"{efficiency(best.ctx, best.fine, best.fine_eval):.3f}"
     )
+    if m is None:
+        console.print(f"no Megatron-LM baselines: {why_not}", highlight=False)
+        return
     bub = Table(title="bubbles of Megatron-LM (seconds per device, share of iteration)")
     for col in ("type", "seconds", "share"):
         bub.add_column(col)
@@ -107,12 +121,14 @@ def gantt(
     from mlsyskit.training.optimus.build import baseline_schedule, optimus_schedule
     from mlsyskit.training.optimus.costmodel import CostModel
     from mlsyskit.training.optimus.gantt import plot_gantt
+    from mlsyskit.training.optimus.planner import require_plans
     from mlsyskit.training.optimus.search import search
 
     job = _load(config)
+    plans = require_plans(job, config)  # none feasible: the config's fault, exit 2
     cm = CostModel.for_job(job)
     m = baselines.megatron(job, cm)
-    best = search(job, cm, fine_top_k=fine_top_k).best
+    best = search(job, cm, fine_top_k=fine_top_k, plans=plans).best
     schedules = [
         baseline_schedule("Megatron-LM", m.timeline, m.dp.ag_s, m.dp.rs_s, m.iteration_s),
         optimus_schedule("Optimus coarse", best.ctx, best.coarse, best.coarse_eval),
@@ -124,8 +140,8 @@ def gantt(
 
 @app.command("run-cpu")
 def run_cpu(
-    iterations: Annotated[int, typer.Option(help="Timed iterations per schedule.")] = 5,
-    microbatches: Annotated[int, typer.Option(help="Microbatches per iteration.")] = 4,
+    iterations: Annotated[int, typer.Option(min=1, help="Timed iterations per schedule.")] = 5,
+    microbatches: Annotated[int, typer.Option(min=1, help="Microbatches per iteration.")] = 4,
     gantt_out: Annotated[
         Path | None, typer.Option("--gantt", help="Also write measured Gantt charts here.")
     ] = None,

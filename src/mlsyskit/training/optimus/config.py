@@ -19,11 +19,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from mlsyskit.hardware import GPU, Link, get_catalogue
+from mlsyskit.errors import UnknownNameError
+from mlsyskit.hardware import GPU, Device, Link, get_catalogue
 from mlsyskit.training.optimus.errors import OptimusConfigError
 from mlsyskit.training.optimus.models import TransformerSpec, get_model
 
@@ -86,20 +87,71 @@ _TOP_KEYS = {
 _PLAN_KEYS = {"dp", "pp", "tp", "virtual_stages", "num_microbatches", "microbatch_size"}
 
 
+_D = TypeVar("_D", bound=Device)
+
+
 def _fail(source: str, msg: str) -> OptimusConfigError:
     return OptimusConfigError(f"{source}: {msg}")
+
+
+def _int(raw: Any, source: str, key: str) -> int:
+    """A positive YAML integer; floats (``4.5``, ``4.0``), strings and booleans are refused.
+
+    Why strict: ``int(4.5)`` would silently plan TP 4, and YAML's ``true`` is an ``int``
+    subclass in Python.
+    """
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise _fail(source, f"{key} must be a positive integer; got {raw!r}")
+    if raw < 1:
+        raise _fail(source, f"{key} must be >= 1; got {raw}")
+    return raw
+
+
+def _bool(raw: Any, source: str, key: str) -> bool:
+    """A YAML boolean (``true``/``false``); ``bool("no")`` would be True."""
+    if not isinstance(raw, bool):
+        raise _fail(source, f"{key} must be true or false; got {raw!r}")
+    return raw
+
+
+def _mapping(raw: Any, source: str, key: str, allowed: set[str]) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise _fail(source, f"{key} must be a mapping with keys {sorted(allowed)}; got {raw!r}")
+    unknown = set(raw) - allowed
+    if unknown:
+        raise _fail(source, f"{key}: unknown keys {sorted(unknown)}; expected some of "
+                            f"{sorted(allowed)}")
+    return raw
+
+
+def _device(raw: Any, source: str, key: str, cls: type[_D]) -> _D:
+    """The catalogue device ``raw`` of type ``cls``; errors name the file, key and value."""
+    cat = get_catalogue()
+    kind = cls.kind
+    if not isinstance(raw, str):
+        raise _fail(source, f"{key} must be a {kind} name; got {raw!r}")
+    try:
+        dev = cat.get(raw)
+    except UnknownNameError as exc:
+        raise _fail(source, f"{key}: unknown device {raw!r}; known {kind}s: "
+                            f"{', '.join(cat.names(kind))}") from exc
+    if not isinstance(dev, cls):
+        raise _fail(source, f"{key}: {raw!r} is a {dev.kind}, not a {kind}")
+    return dev
 
 
 def _part(raw: Any, source: str, where: str) -> ModelPart:
     if not isinstance(raw, dict) or "model" not in raw:
         raise _fail(source, f"{where} must be a mapping with a 'model' key; got {raw!r}")
-    unknown = set(raw) - {"model", "seq_len"}
-    if unknown:
-        raise _fail(source, f"{where}: unknown keys {sorted(unknown)}")
-    seq = int(raw.get("seq_len", 2048))
-    if seq <= 0:
-        raise _fail(source, f"{where}.seq_len must be positive; got {seq}")
-    return ModelPart(get_model(str(raw["model"])), seq)
+    _mapping(raw, source, where, {"model", "seq_len"})
+    name = raw["model"]
+    if not isinstance(name, str):
+        raise _fail(source, f"{where}.model must be a model name; got {name!r}")
+    try:
+        spec = get_model(name)
+    except UnknownNameError as exc:
+        raise _fail(source, f"{where}.model: {exc}") from exc
+    return ModelPart(spec, _int(raw.get("seq_len", 2048), source, f"{where}.seq_len"))
 
 
 def parse_config(data: Any, source: str = "<config>") -> JobConfig:
@@ -108,8 +160,10 @@ def parse_config(data: Any, source: str = "<config>") -> JobConfig:
     Raises
     ------
     OptimusConfigError
-        Missing or unknown keys, non-positive sizes, or a plan whose GPU count, TP degree
-        or microbatch count is inconsistent (the message names the file and the key).
+        Missing or unknown keys, values of the wrong type (sizes must be YAML integers,
+        ``recompute`` a YAML boolean), non-positive sizes, unknown device or model names, or a
+        plan whose GPU count, TP degree (it must divide the LLM's attention heads) or
+        microbatch count is inconsistent.  The message names the file and the key.
     """
     if not isinstance(data, dict):
         raise _fail(source, "top level must be a mapping")
@@ -119,41 +173,31 @@ def parse_config(data: Any, source: str = "<config>") -> JobConfig:
     for key in ("gpu", "num_gpus", "encoders", "llm", "llm_plan"):
         if key not in data:
             raise _fail(source, f"missing key {key!r}")
-    cat = get_catalogue()
-    gpu = cat.get(str(data["gpu"]))
-    if not isinstance(gpu, GPU):
-        raise _fail(source, f"gpu {data['gpu']!r} is a {gpu.kind}, not a gpu")
-    links = data.get("links", {}) or {}
-    intra = cat.get(str(links.get("intra_node", "nvlink4")))
-    inter = cat.get(str(links.get("inter_node", "ib-ndr")))
-    if not isinstance(intra, Link) or not isinstance(inter, Link):
-        raise _fail(source, "links.intra_node and links.inter_node must name links")
+    gpu = _device(data["gpu"], source, "gpu", GPU)
+    links = _mapping(data.get("links") or {}, source, "links", {"intra_node", "inter_node"})
+    intra = _device(links.get("intra_node", "nvlink4"), source, "links.intra_node", Link)
+    inter = _device(links.get("inter_node", "ib-ndr"), source, "links.inter_node", Link)
     encs = data["encoders"]
     if not isinstance(encs, list) or not encs:
-        raise _fail(source, "encoders must be a non-empty list")
+        raise _fail(source, f"encoders must be a non-empty list; got {encs!r}")
     encoders = tuple(_part(e, source, f"encoders[{i}]") for i, e in enumerate(encs))
     llm = _part(data["llm"], source, "llm")
-    raw_plan = data["llm_plan"]
-    if not isinstance(raw_plan, dict):
-        raise _fail(source, "llm_plan must be a mapping")
-    bad = set(raw_plan) - _PLAN_KEYS
-    if bad:
-        raise _fail(source, f"llm_plan: unknown keys {sorted(bad)}")
-    try:
-        plan = ParallelPlan(**{k: int(v) for k, v in raw_plan.items()})
-    except (TypeError, ValueError) as exc:
-        raise _fail(source, f"llm_plan: {exc}") from exc
-    for key in _PLAN_KEYS:
-        if getattr(plan, key) < 1:
-            raise _fail(source, f"llm_plan.{key} must be >= 1; got {getattr(plan, key)}")
-    num_gpus = int(data["num_gpus"])
-    per_node = int(data.get("gpus_per_node", 8))
+    raw_plan = _mapping(data["llm_plan"], source, "llm_plan", _PLAN_KEYS)
+    plan = ParallelPlan(**{k: _int(v, source, f"llm_plan.{k}") for k, v in raw_plan.items()})
+    num_gpus = _int(data["num_gpus"], source, "num_gpus")
+    per_node = _int(data.get("gpus_per_node", 8), source, "gpus_per_node")
+    recompute = _bool(data.get("recompute", True), source, "recompute")
     if plan.num_gpus != num_gpus:
         raise _fail(
             source, f"llm_plan dp*pp*tp = {plan.num_gpus} but num_gpus = {num_gpus}"
         )
     if per_node % plan.tp and plan.tp % per_node:
-        raise _fail(source, f"llm_plan.tp={plan.tp} must divide gpus_per_node={per_node}")
+        raise _fail(source, f"llm_plan.tp = {plan.tp} and gpus_per_node = {per_node}: one must "
+                            "divide the other (TP groups fill whole nodes or share one evenly)")
+    heads = llm.spec.num_heads
+    if heads % plan.tp:
+        raise _fail(source, f"llm_plan.tp = {plan.tp} does not divide the {heads} attention "
+                            f"heads of llm {llm.spec.name} (Megatron splits heads over TP)")
     if llm.spec.num_layers % (plan.pp * plan.virtual_stages):
         raise _fail(
             source,
@@ -168,7 +212,7 @@ def parse_config(data: Any, source: str = "<config>") -> JobConfig:
     return JobConfig(
         name=str(data.get("name", Path(source).stem)), gpu=gpu, num_gpus=num_gpus,
         gpus_per_node=per_node, intra_link=intra, inter_link=inter, encoders=encoders,
-        llm=llm, llm_plan=plan, recompute=bool(data.get("recompute", True)),
+        llm=llm, llm_plan=plan, recompute=recompute,
     )
 
 
@@ -205,7 +249,5 @@ def load_builtin(name: str) -> JobConfig:
     folder = resources.files("mlsyskit.training.optimus") / "configs"
     target = folder / f"{name}.yaml"
     if not target.is_file():
-        from mlsyskit.errors import UnknownNameError
-
         raise UnknownNameError("optimus config", name, builtin_config_names())
     return parse_config(yaml.safe_load(target.read_text(encoding="utf-8")), f"{name}.yaml")

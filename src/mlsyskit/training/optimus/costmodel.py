@@ -22,6 +22,7 @@ from enum import Enum
 from mlsyskit.hardware import GPU, Link
 from mlsyskit.training.optimus.config import JobConfig
 from mlsyskit.training.optimus.models import TransformerSpec
+from mlsyskit.training.optimus.placement import Placement
 
 # Calculon systems/h100_80g_nvl8.json matrix-efficiency curve: (GFLOP, efficiency).
 _GEMM_CURVE: tuple[tuple[float, float], ...] = (
@@ -101,20 +102,27 @@ class CostModel:
     Parameters
     ----------
     gpu, intra_link, inter_link
-        Hardware from the catalogue; TP collectives use ``intra_link``, PP and DP use
-        ``inter_link`` (TP within a node, PP and DP across nodes, as in the paper).
+        Hardware from the catalogue.
     calibration
         Fitted global constants.
+    placement
+        Megatron's rank layout on nodes (:class:`Placement`).  A TP, DP or pipeline group
+        inside one node runs over ``intra_link``; one that crosses a node boundary runs at
+        the pace of its slowest link (``inter_link`` in practice).  ``None`` (a cost model
+        built by hand, without a job) keeps the paper's layout: TP inside a node, PP and DP
+        across nodes.
     """
 
     gpu: GPU
     intra_link: Link
     inter_link: Link
     calibration: Calibration = Calibration()
+    placement: Placement | None = None
 
     @classmethod
     def for_job(cls, job: JobConfig, calibration: Calibration | None = None) -> CostModel:
-        return cls(job.gpu, job.intra_link, job.inter_link, calibration or Calibration())
+        return cls(job.gpu, job.intra_link, job.inter_link, calibration or Calibration(),
+                   Placement.for_job(job))
 
     # --- primitive costs -------------------------------------------------------------
     def matmul_s(self, flops: float) -> float:
@@ -126,20 +134,51 @@ class CostModel:
 
     def ring_s(self, num_bytes: float, group: int, link: Link, efficiency: float) -> float:
         """Ring all-gather / reduce-scatter of a ``num_bytes`` full tensor over ``group``."""
-        if group <= 1:
-            return 0.0
-        bw = link.bandwidth_bytes_per_s * efficiency
-        return (group - 1) / group * num_bytes / bw + (group - 1) * link.latency_us * 1e-6
+        return _ring_s(num_bytes, group, link.bandwidth_bytes_per_s * efficiency,
+                       link.latency_us * 1e-6)
+
+    def group_ring_s(self, num_bytes: float, group: int, crosses_nodes: bool) -> float:
+        """Ring collective over ``group`` GPUs, inside one node or across nodes.
+
+        A ring moves in lock step, so a group that spans nodes goes at its slowest hop:
+        the smaller effective bandwidth and the larger latency of the two links.
+        """
+        bw, lat = self._link_rate(crosses_nodes)
+        return _ring_s(num_bytes, group, bw, lat)
+
+    def _link_rate(self, crosses_nodes: bool) -> tuple[float, float]:
+        """(bytes/s, seconds of latency) of the slowest link a group uses."""
+        intra = (self.intra_link.bandwidth_bytes_per_s * NVLINK_EFFICIENCY,
+                 self.intra_link.latency_us * 1e-6)
+        if not crosses_nodes:
+            return intra
+        inter = (self.inter_link.bandwidth_bytes_per_s * NETWORK_EFFICIENCY,
+                 self.inter_link.latency_us * 1e-6)
+        return min(intra[0], inter[0]), max(intra[1], inter[1])
+
+    def tp_crosses_nodes(self, tp: int) -> bool:
+        """Whether a TP group of ``tp`` GPUs spans nodes (never, without a placement)."""
+        return self.placement is not None and self.placement.tp_crosses_nodes(tp)
 
     def p2p_s(self, num_bytes: float) -> float:
-        """Pipeline send/recv of ``num_bytes`` across nodes (scaled by ``p2p_scale``)."""
-        link = self.inter_link
-        raw = link.latency_us * 1e-6 + num_bytes / (link.bandwidth_bytes_per_s * NETWORK_EFFICIENCY)
-        return raw * self.calibration.p2p_scale
+        """Pipeline send/recv of ``num_bytes`` (scaled by ``p2p_scale``).
+
+        Every hop is costed like the slowest one: over the network when some pipeline hop
+        leaves its node (always, without a placement), over NVLink when the whole pipeline
+        replica sits in one node.
+        """
+        crosses = self.placement is None or self.placement.pp_crosses_nodes()
+        bw, lat = self._link_rate(crosses)
+        return (lat + num_bytes / bw) * self.calibration.p2p_scale
 
     def dp_collective_s(self, num_params: float, dp: int, bytes_per_param: int) -> float:
-        """Exposed DP all-gather or reduce-scatter of ``num_params`` over ``dp`` ranks."""
-        raw = self.ring_s(num_params * bytes_per_param, dp, self.inter_link, NETWORK_EFFICIENCY)
+        """Exposed DP all-gather or reduce-scatter of ``num_params`` over ``dp`` ranks.
+
+        The group runs over NVLink only when the placement puts all its ranks in one node
+        (:meth:`Placement.dp_crosses_nodes`); without a placement it crosses nodes.
+        """
+        crosses = self.placement is None or self.placement.dp_crosses_nodes(dp)
+        raw = self.group_ring_s(num_params * bytes_per_param, dp, crosses)
         return raw * self.calibration.dp_scale
 
     # --- layers -----------------------------------------------------------------------
@@ -148,7 +187,8 @@ class CostModel:
         direction: Direction, recompute: bool = False,
     ) -> tuple[Kernel, ...]:
         """Kernel sequence of one layer (per TP rank); backward includes the recompute."""
-        key = (self._hw_key(), spec, seq_len, microbatch, tp, direction, recompute)
+        key = (self._hw_key(), self.tp_crosses_nodes(tp), spec, seq_len, microbatch, tp,
+               direction, recompute)
         hit = _KERNEL_CACHE.get(key)
         if hit is None:
             hit = _layer_kernels(self, spec, seq_len, microbatch, tp, direction, recompute)
@@ -179,6 +219,12 @@ class CostModel:
 _KERNEL_CACHE: dict[tuple[object, ...], tuple[Kernel, ...]] = {}
 
 
+def _ring_s(num_bytes: float, group: int, bytes_per_s: float, latency_s: float) -> float:
+    if group <= 1:
+        return 0.0
+    return (group - 1) / group * num_bytes / bytes_per_s + (group - 1) * latency_s
+
+
 def _layer_kernels(
     cm: CostModel, spec: TransformerSpec, s: int, b: int, t: int, direction: Direction,
     recompute: bool,
@@ -187,7 +233,7 @@ def _layer_kernels(
     tokens = b * s
     attn_flops = 4.0 * b * s * s * h / t * (0.5 if spec.causal else 1.0)
     act_bytes = tokens * h * BYTES_BF16  # full (gathered) activation
-    comm = cm.ring_s(act_bytes, t, cm.intra_link, NVLINK_EFFICIENCY)
+    comm = cm.group_ring_s(act_bytes, t, cm.tp_crosses_nodes(t))
     ln = cm.memory_s(2 * act_bytes / t)
     gelu = cm.memory_s(2 * tokens * f * BYTES_BF16 / t)
 

@@ -120,12 +120,18 @@ def op_order(spec: PipelineSpec, device: int) -> list[OpKey]:
 
 @dataclass
 class Timeline:
-    """Simulated op start/end times of one pipeline replica (seconds from step start)."""
+    """Simulated op start/end times of one pipeline replica (seconds from step start).
+
+    ``mb_release`` keeps the release times of stage 0's first forwards the timeline was
+    simulated with (None: as soon as possible), so a task list built from it can carry
+    those deliberate delays.
+    """
 
     spec: PipelineSpec
     orders: list[list[OpKey]]
     start: dict[OpKey, float] = field(default_factory=dict)
     end: dict[OpKey, float] = field(default_factory=dict)
+    mb_release: tuple[float, ...] | None = None
 
     def first_start(self, device: int) -> float:
         return self.start[self.orders[device][0]]
@@ -154,6 +160,7 @@ class Timeline:
         return Timeline(
             self.spec, self.orders, {k: v + delta for k, v in self.start.items()},
             {k: v + delta for k, v in self.end.items()},
+            None if self.mb_release is None else tuple(r + delta for r in self.mb_release),
         )
 
 
@@ -179,7 +186,7 @@ def simulate(
     for v, st in enumerate(spec.stages):
         durations[(Direction.FWD, v)] = st.fwd_s
         durations[(Direction.BWD, v)] = st.bwd_s
-    tl = Timeline(spec, orders)
+    tl = Timeline(spec, orders, mb_release=None if mb_release is None else tuple(mb_release))
     last_v = spec.pp * spec.virtual - 1
     pos = [0] * spec.pp
     free = list(device_release)
@@ -219,30 +226,52 @@ def simulate(
     return tl
 
 
+Bubble = tuple[float, float, BubbleType]  # start, end, type
+
+
+def bubble_intervals(
+    tl: Timeline, ag_end: Sequence[float], rs_s: Sequence[float], makespan: float,
+) -> list[list[Bubble]]:
+    """Every idle interval of each device's compute stream, labelled, in time order.
+
+    DP all-gather: [0, ag_end); PP warm-up: from there to the first op; PP other: gaps
+    between ops; TP: TP collectives inside ops; DP reduce-scatter: right after the last op
+    for ``rs_s``; PP cool-down: from there to ``makespan``.  Per GPU (the paper's Table 1 is
+    their average, :func:`bubble_breakdown`), so a report can show where each bubble sits.
+    """
+    out: list[list[Bubble]] = []
+    for d in range(tl.spec.pp):
+        first, last = tl.first_start(d), tl.last_end(d)
+        items: list[Bubble] = []
+        if ag_end[d] > 0.0:
+            items.append((0.0, ag_end[d], BubbleType.DP_ALL_GATHER))
+        if first > ag_end[d]:
+            items.append((ag_end[d], first, BubbleType.PP_WARMUP))
+        prev_end: float | None = None
+        for op in tl.orders[d]:
+            if prev_end is not None and tl.start[op] > prev_end:
+                items.append((prev_end, tl.start[op], BubbleType.PP_OTHER))
+            prev_end = tl.end[op]
+        for s, e, k, _ in tl.kernels(d):
+            if k.stream is Stream.COMM and e > s:
+                items.append((s, e, BubbleType.TP))
+        if rs_s[d] > 0.0:
+            items.append((last, last + rs_s[d], BubbleType.DP_REDUCE_SCATTER))
+        if makespan > last + rs_s[d]:
+            items.append((last + rs_s[d], makespan, BubbleType.PP_COOLDOWN))
+        out.append(sorted(items, key=lambda b: (b[0], b[1])))
+    return out
+
+
 def bubble_breakdown(
     tl: Timeline, ag_end: Sequence[float], rs_s: Sequence[float], makespan: float,
 ) -> dict[BubbleType, float]:
-    """Seconds of each bubble type, averaged over devices (compute stream idle).
-
-    DP all-gather: [0, ag_end); PP warm-up: until the first op; PP other: gaps between ops;
-    TP: TP collectives inside ops; PP cool-down: after the last op except the reduce-scatter,
-    which is its own type.
-    """
+    """Seconds of each bubble type, averaged over devices (compute stream idle); the per-GPU
+    intervals are :func:`bubble_intervals`."""
     out = dict.fromkeys(BubbleType, 0.0)
-    for d in range(tl.spec.pp):
-        first, last = tl.first_start(d), tl.last_end(d)
-        out[BubbleType.DP_ALL_GATHER] += ag_end[d]
-        out[BubbleType.PP_WARMUP] += max(0.0, first - ag_end[d])
-        out[BubbleType.DP_REDUCE_SCATTER] += rs_s[d]
-        out[BubbleType.PP_COOLDOWN] += max(0.0, makespan - last - rs_s[d])
-        prev_end = None
-        for op in tl.orders[d]:
-            if prev_end is not None:
-                out[BubbleType.PP_OTHER] += max(0.0, tl.start[op] - prev_end)
-            prev_end = tl.end[op]
-            out[BubbleType.TP] += sum(
-                k.duration_s for k in tl.spec.work(op) if k.stream is Stream.COMM
-            )
+    for items in bubble_intervals(tl, ag_end, rs_s, makespan):
+        for s, e, kind in items:
+            out[kind] += e - s
     return {k: v / tl.spec.pp for k, v in out.items()}
 
 

@@ -1,17 +1,21 @@
 """Model planner (paper section 4.1): encoder parallel plans, memory filter, microbatch splits.
 
-Encoder plans (DP_enc, PP_enc, TP_enc) use all GPUs with PP_enc | PP_llm and TP_enc | TP_llm,
-so whole encoder replicas colocate with each LLM replica: ``m = DP_enc / DP_llm`` encoder
+Encoder plans (DP_enc, PP_enc, TP_enc) use all GPUs with PP_enc | PP_llm and TP_enc | TP_llm
+(the feasible ones also need TP_enc | the encoders' attention heads), so whole encoder
+replicas colocate with each LLM replica: ``m = DP_enc / DP_llm`` encoder
 pipelines per LLM pipeline, ``PP_llm / PP_enc`` of them along the pipeline axis and
 ``TP_llm / TP_enc`` along the tensor axis.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 
 from mlsyskit.training.optimus.config import JobConfig
+from mlsyskit.training.optimus.errors import OptimusConfigError
 
 BYTES_MODEL_STATE = 6  # bf16 params + fp32 grads (the paper's k)
 BYTES_OPTIMIZER = 12  # fp32 master weights + Adam moments, sharded over DP
@@ -112,16 +116,69 @@ def memory_overhead(job: JobConfig, enc: EncoderPlan) -> float:
     return BYTES_MODEL_STATE * (enc.dp - job.llm_plan.dp) * phi_enc / job.num_gpus
 
 
+class Rejection(Enum):
+    """Why an encoder plan is filtered out (checked in this order)."""
+
+    HEADS = "TP_enc does not divide the encoder's attention heads"
+    MEMORY = "does not fit in GPU memory"
+    DEPTH = "more encoder stages than encoder layers"
+    MICROBATCHES = "microbatches do not split among its encoder pipelines"
+
+
+def rejection(job: JobConfig, plan: EncoderPlan) -> Rejection | None:
+    """The first reason ``plan`` cannot run, or ``None`` when it is feasible.
+
+    Megatron splits attention heads over TP ranks, so TP_enc must divide the heads of every
+    encoder (they share the plan); the other checks are the memory filter, encoder stages no
+    deeper than the shallowest encoder, and whole microbatches for every encoder pipeline.
+    """
+    if any(e.spec.num_heads % plan.tp for e in job.encoders):
+        return Rejection.HEADS
+    if memory_estimate(job, plan).total > job.gpu.memory_bytes:
+        return Rejection.MEMORY
+    if plan.pp > min(e.spec.num_layers for e in job.encoders):
+        return Rejection.DEPTH
+    n = job.llm_plan.num_microbatches
+    if n % plan.columns or n // plan.columns < plan.groups:
+        return Rejection.MICROBATCHES
+    return None
+
+
+def rejected_plans(job: JobConfig) -> list[tuple[EncoderPlan, Rejection]]:
+    """Every enumerated plan that is filtered out, with its reason."""
+    out = []
+    for p in enumerate_plans(job):
+        why = rejection(job, p)
+        if why is not None:
+            out.append((p, why))
+    return out
+
+
 def feasible_plans(job: JobConfig) -> list[EncoderPlan]:
-    """Plans whose estimated memory fits the GPU, encoder stages no deeper than its layers."""
-    cap = job.gpu.memory_bytes
-    min_layers = min(e.spec.num_layers for e in job.encoders)
-    return [
-        p for p in enumerate_plans(job)
-        if memory_estimate(job, p).total <= cap and p.pp <= min_layers
-        and job.llm_plan.num_microbatches % p.columns == 0
-        and job.llm_plan.num_microbatches // p.columns >= p.groups
-    ]
+    """Plans whose TP divides the encoders' heads, that fit in memory and split the batch."""
+    return [p for p in enumerate_plans(job) if rejection(job, p) is None]
+
+
+def require_plans(job: JobConfig, source: str | None = None) -> list[EncoderPlan]:
+    """:func:`feasible_plans`, or a config error saying why every plan was filtered out.
+
+    Raises
+    ------
+    OptimusConfigError
+        No encoder plan is feasible: the job as described cannot run (bad input, exit 2).
+        The message names ``source`` (the config file) and counts the plans per reason.
+    """
+    plans = feasible_plans(job)
+    if plans:
+        return plans
+    counts = Counter(why for _, why in rejected_plans(job))
+    reasons = "; ".join(f"{why.value}: {n}" for why, n in counts.items())
+    where = f"{source}: " if source else ""
+    raise OptimusConfigError(
+        f"{where}{job.name}: no encoder plan fits on {job.num_gpus} x {job.gpu.name} "
+        f"({job.gpu.memory_gib} GiB) with the LLM plan DP{job.llm_plan.dp} PP{job.llm_plan.pp} "
+        f"TP{job.llm_plan.tp}; rejected {sum(counts.values())} encoder plans ({reasons})"
+    )
 
 
 def compositions(total: int, parts: int) -> Iterator[tuple[int, ...]]:

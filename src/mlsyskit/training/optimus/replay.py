@@ -3,8 +3,12 @@
 Written apart from the scheduler on purpose: it re-derives the rules from task metadata
 (LLM pipeline order, encoder stage order, the global ordering EF_i <= F_i and its backward
 mirror, one task at a time per device resource, kernel order) rather than trusting the
-producer's dependency list, then re-runs the task graph as-soon-as-possible (dependencies +
-per-resource order) to get its own iteration time.
+producer's dependency list, then re-runs the task graph as-soon-as-possible (dependencies,
+its own DP rules, release times and per-resource order) to get its own iteration time.
+
+DP collectives are not taken on trust either: an all-gather must end before the first
+forward that uses the parameters it gathers, a reduce-scatter may start only after the last
+backward whose gradients it reduces (:func:`dp_rules`), and re-execution adds those edges.
 """
 
 from __future__ import annotations
@@ -58,6 +62,57 @@ def _ops(tasks: list[Task], report: ReplayReport) -> dict[OpId, tuple[float, flo
     return out
 
 
+def dp_rules(tasks: list[Task], report: ReplayReport | None = None) -> list[tuple[int, int]]:
+    """The replay's own DP rules, as edges ``(before, after)``.
+
+    A parameter all-gather of ``X`` (LLM or encoder) on a device must end before any forward
+    kernel of ``X`` on that device starts (it brings the weights), and a gradient
+    reduce-scatter of ``X`` may start only after every backward kernel of ``X`` on that
+    device (it ships their gradients).  Derived from task metadata, not from the producer's
+    edges.  With ``report``, missing or unlabelled collectives are reported.
+    """
+    kernels: dict[tuple[int, Owner, Direction], list[Task]] = defaultdict(list)
+    dp: dict[tuple[int, Owner, Direction], list[Task]] = defaultdict(list)
+    for t in tasks:
+        if t.owner is Owner.DP:
+            if t.params_of is None or t.direction is None:
+                if report is not None:
+                    report.violations.append(f"DP task {t.tid} ({t.name}) does not say whose "
+                                             "parameters it moves or which way")
+                continue
+            dp[(t.device, t.params_of, t.direction)].append(t)
+        elif t.direction is not None:
+            kernels[(t.device, t.owner, t.direction)].append(t)
+    edges: list[tuple[int, int]] = []
+    for (d, owner, direction), ks in kernels.items():
+        colls = dp.get((d, owner, direction), [])
+        what = "all-gather" if direction is Direction.FWD else "reduce-scatter"
+        if not colls and report is not None:
+            report.violations.append(f"device {d}: no DP {what} of {owner.value} parameters")
+        for c in colls:
+            if direction is Direction.FWD:
+                edges += [(c.tid, k.tid) for k in ks]
+                first = min(k.start_s for k in ks)
+                if report is not None and c.end_s > first + TOL:
+                    report.violations.append(
+                        f"device {d}: DP all-gather of {owner.value} parameters ends at "
+                        f"{c.end_s:.6f}, after the first {owner.value} forward at {first:.6f}")
+            else:
+                edges += [(k.tid, c.tid) for k in ks]
+                last = max(k.end_s for k in ks)
+                if report is not None and c.start_s < last - TOL:
+                    report.violations.append(
+                        f"device {d}: DP reduce-scatter of {owner.value} gradients starts at "
+                        f"{c.start_s:.6f}, before the last {owner.value} backward ends at "
+                        f"{last:.6f}")
+    return edges
+
+
+def check_dp(tasks: list[Task], report: ReplayReport) -> None:
+    """Report DP collectives that break :func:`dp_rules`."""
+    dp_rules(tasks, report)
+
+
 def check_rules(s: Schedule, report: ReplayReport) -> None:
     """Semantic checks from metadata alone."""
     tasks = list(s.tasks)
@@ -76,6 +131,10 @@ def check_rules(s: Schedule, report: ReplayReport) -> None:
                     f"overlap on device {lane[0]} {lane[1].value}: {a.owner.value}:{a.name} "  # type: ignore[attr-defined]
                     f"and {b.owner.value}:{b.name} at {b.start_s:.6f}"
                 )
+    for t in tasks:
+        if t.start_s < t.release_s - TOL:
+            report.violations.append(f"task {t.tid} ({t.name}) starts before its release time")
+    check_dp(tasks, report)
     ops = _ops([t for t in tasks if t.owner is not Owner.DP], report)
     fwd, bwd = Direction.FWD, Direction.BWD
     llm: dict[tuple[Direction | None, int, int], tuple[float, float]] = {
@@ -137,6 +196,8 @@ def reexecute(s: Schedule) -> dict[int, tuple[float, float]]:
     preds: list[list[tuple[int, float]]] = [[] for _ in range(n)]
     for d in s.deps:
         preds[d.after].append((d.before, d.lag_s))
+    for before, after in dp_rules(list(s.tasks)):
+        preds[after].append((before, 0.0))
     lanes: dict[tuple[int, object], list[Task]] = defaultdict(list)
     for t in s.tasks:
         lanes[(t.device, t.resource)].append(t)
@@ -153,9 +214,11 @@ def reexecute(s: Schedule) -> dict[int, tuple[float, float]]:
     ready = [v for v in range(n) if indeg[v] == 0]
     times: dict[int, tuple[float, float]] = {}
     dur = [t.end_s - t.start_s for t in s.tasks]
+    release = [max(0.0, t.release_s) for t in s.tasks]
     while ready:
         v = ready.pop()
-        st = max((times[u][1] + lag for u, lag in preds[v]), default=0.0)
+        st = max((times[u][1] + lag for u, lag in preds[v]), default=release[v])
+        st = max(st, release[v])
         times[v] = (st, st + dur[v])
         for w in succs[v]:
             indeg[w] -= 1

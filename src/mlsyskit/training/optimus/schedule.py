@@ -39,6 +39,17 @@ class Task:
     ``stage`` is the LLM virtual stage or the encoder stage; ``pipeline`` the encoder
     pipeline (-1 for the LLM); ``mb`` the LLM microbatch or the encoder pipeline's local one;
     ``index`` the kernel's position in its op.
+
+    ``release_s`` is a deliberate delay the producer wants kept: the task may not start
+    before it even when its dependencies allow (e.g. a deferred LLM forward, the pinned start
+    of a device's LLM work).  A static schedule only means something if every such delay is
+    written down, so the replay honours it instead of silently starting the task earlier.
+
+    DP collectives (``owner`` DP) say what they carry: ``direction`` is ``FWD`` for a
+    parameter all-gather (needed before the first forward), ``BWD`` for a gradient
+    reduce-scatter (possible only after the last backward); ``params_of`` names whose
+    parameters (``Owner.LLM``: the device's LLM stages, including any encoder layers placed
+    inside them; ``Owner.ENCODER``: the device's encoder stages).
     """
 
     tid: int
@@ -53,6 +64,8 @@ class Task:
     pipeline: int
     index: int
     name: str
+    release_s: float = 0.0
+    params_of: Owner | None = None
 
     @property
     def duration_s(self) -> float:

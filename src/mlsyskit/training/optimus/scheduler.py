@@ -118,9 +118,11 @@ def build_context(job: JobConfig, cm: CostModel, plan: EncoderPlan,
         lo, hi = t0.first_start(d), t0.last_end(d)
         compute_gaps.append(gaps_from_busy(comp_busy, lo, hi))
         link_gaps.append(gaps_from_busy(link_busy, lo, hi))
+    # Stage k of every encoder is one op (encoders are separate pipelines sharing devices),
+    # so a stage-to-stage hop carries every encoder's own activation, and the hop to LLM
+    # stage 0 every encoder's output: one message of their summed bytes.
     mbs = job.llm_plan.microbatch_size
-    last_enc = job.encoders[-1]
-    act = cm.activation_bytes(last_enc.spec, last_enc.seq_len, mbs)
+    act = sum(cm.activation_bytes(e.spec, e.seq_len, mbs) for e in job.encoders)
     return Context(
         job=job, plan=plan, llm=llm, t0=t0, enc_stages=stages,
         enc_p2p_s=cm.p2p_s(act / plan.tp), enc_to_llm_s=cm.p2p_s(act / plan.tp),
@@ -270,6 +272,48 @@ def evaluate(ctx: Context, st: State) -> Evaluation:
         device_end.append(max(rs_end, enc_end[d]) + ctx.rs_enc[d])
     return Evaluation(True, delta, max(device_end), pre, post, slot, tuple(enc_end),
                       tuple(device_end))
+
+
+def serial_evaluation(ctx: Context, parts: tuple[int, ...]) -> Evaluation:
+    """The serial encoder-then-LLM baseline as an :class:`Evaluation` of the coarse state.
+
+    All encoder forwards (the coarse mini-pipelines), a barrier, the LLM at ``T0 + delta``,
+    a barrier, all encoder backwards; each device reduce-scatters its LLM gradients after
+    its own last LLM op and its encoder gradients after that and its last encoder backward.
+    Built with ``optimus_schedule(..., barrier=True)`` it is a real schedule the replay
+    re-executes; on the same context it is never faster than the coarse schedule.
+    """
+    st = initial_state(ctx, parts)
+    ev = evaluate(ctx, st)
+    plan, n_dev = ctx.plan, ctx.num_devices
+    last_stage = plan.pp - 1
+    barrier = max(
+        t.end + (ctx.enc_to_llm_s if k == last_stage else 0.0)
+        for (_g, _mb, k), t in ev.pre.items()
+    )
+    delta = max(0.0, barrier - min(ctx.first))
+    llm_done = max(ctx.last) + delta
+    bwd = [w.bwd_s for w in ctx.enc_stages]
+    post: dict[tuple[int, int, int], OpTime] = {}
+    enc_end = [ctx.last[d] + delta for d in range(n_dev)]
+    for g, count in enumerate(parts):
+        free = [llm_done] * plan.pp
+        for mb in sorted(range(count), key=lambda m: ev.slot[(g, m)]):
+            ready = llm_done + ctx.enc_to_llm_s
+            for k in reversed(range(plan.pp)):
+                s = max(free[k], ready)
+                post[(g, mb, k)] = OpTime(s, s + bwd[k])
+                free[k] = s + bwd[k]
+                ready = s + bwd[k] + ctx.enc_p2p_s
+        for k in range(plan.pp):
+            d = plan.device(g, k)
+            enc_end[d] = max(enc_end[d], free[k])
+    device_end = tuple(
+        max(ctx.last[d] + delta + ctx.rs_llm[d], enc_end[d]) + ctx.rs_enc[d]
+        for d in range(n_dev)
+    )
+    return Evaluation(True, delta, max(device_end), ev.pre, post, ev.slot, tuple(enc_end),
+                      device_end)
 
 
 def _place_chain(

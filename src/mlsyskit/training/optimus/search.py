@@ -20,7 +20,7 @@ from mlsyskit.training.optimus.errors import OptimusError
 from mlsyskit.training.optimus.planner import (
     EncoderPlan,
     compositions_balanced_first,
-    feasible_plans,
+    require_plans,
 )
 from mlsyskit.training.optimus.scheduler import (
     Context,
@@ -31,6 +31,7 @@ from mlsyskit.training.optimus.scheduler import (
     initial_state,
     optimize_bwd,
     optimize_fwd,
+    serial_evaluation,
 )
 
 
@@ -101,32 +102,10 @@ def efficiency(ctx: Context, st: State, ev: Evaluation) -> float:
 
 
 def serial_iteration_s(ctx: Context, parts: tuple[int, ...]) -> float:
-    """Encoder-then-LLM bound: all encoder forwards, a barrier, the LLM, a barrier, all
-    encoder backwards (same plan and partition, no overlap with LLM work)."""
-    st = initial_state(ctx, parts)
-    ev = evaluate(ctx, st)
-    last_stage = ctx.plan.pp - 1
-    barrier = max(
-        t.end + (ctx.enc_to_llm_s if k == last_stage else 0.0)
-        for (_g, _mb, k), t in ev.pre.items()
-    )
-    delta = max(0.0, barrier - min(ctx.first))
-    llm_done = max(ctx.last) + delta
-    plan = ctx.plan
-    bwd = [w.bwd_s for w in ctx.enc_stages]
-    end = [llm_done + ctx.rs_llm[d] for d in range(ctx.num_devices)]
-    enc_end = [llm_done] * ctx.num_devices
-    for g, count in enumerate(parts):
-        ready_free = [llm_done] * plan.pp
-        for _mb in range(count):
-            ready = llm_done + ctx.enc_to_llm_s
-            for k in reversed(range(plan.pp)):
-                s = max(ready_free[k], ready)
-                ready_free[k] = s + bwd[k]
-                ready = s + bwd[k] + ctx.enc_p2p_s
-        for k in range(plan.pp):
-            enc_end[plan.device(g, k)] = ready_free[k]
-    return max(max(end[d], enc_end[d]) + ctx.rs_enc[d] for d in range(ctx.num_devices))
+    """Encoder-then-LLM baseline's iteration time as its producer estimates it
+    (:func:`~.scheduler.serial_evaluation`; build it with ``optimus_schedule(...,
+    barrier=True)`` and replay it for the checked time)."""
+    return serial_evaluation(ctx, parts).makespan_s
 
 
 def schedule_candidate(ctx: Context, parts: tuple[int, ...]) -> Candidate:
@@ -152,13 +131,15 @@ def search(
 
     Raises
     ------
+    OptimusConfigError
+        No encoder plan fits (memory, heads), with the reasons.
     OptimusError
-        No encoder plan fits in GPU memory.
+        ``plans`` is given and empty.
     """
     started = time.perf_counter()
-    plans = plans if plans is not None else feasible_plans(job)
+    plans = plans if plans is not None else require_plans(job)
     if not plans:
-        raise OptimusError(f"{job.name}: no encoder plan fits in {job.gpu.memory_gib} GiB")
+        raise OptimusError(f"{job.name}: no encoder plan to search")
     n = job.llm_plan.num_microbatches
     scored: list[tuple[float, Context, tuple[int, ...], State, Evaluation]] = []
     num_parts = 0
