@@ -45,15 +45,19 @@ def create_neo_scheduler(
     backlog_guard: bool = True,
     neo: NeoConfig | None = None,
     watermark: float = 0.0,
+    num_layers: int = 1,
 ) -> NeoScheduler:
-    """A scheduler over :class:`FakeCosts`; ``neo`` overrides ``offload``/``backlog_guard``."""
+    """A scheduler over :class:`FakeCosts` (``num_layers`` layers of it); ``neo`` overrides
+    ``offload``/``backlog_guard``."""
     config = SchedulerConfig(max_num_seqs=max_num_seqs,
                              max_num_batched_tokens=max_num_batched_tokens,
                              enable_chunked_prefill=False, watermark=watermark)
     bm = NeoBlockManager(num_device_blocks, num_host_blocks, block_size)
     if neo is None:
         neo = NeoConfig(offload=offload, backlog_guard=backlog_guard)
-    return NeoScheduler(config, bm, FCFSPolicy(), FakeCosts(), neo)
+    costs = FakeCosts()
+    costs.num_layers = num_layers
+    return NeoScheduler(config, bm, FCFSPolicy(), costs, neo)
 
 
 def fake_result(plan: StepPlan) -> StepResult:

@@ -78,8 +78,11 @@ def test_sweep_paper_rules_and_bound_factor(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "neo-paper: sustainable" in result.output
     assert "none: sustainable" in result.output and "(1.000x device-only)" in result.output
-    bad = runner.invoke(app, [*args, "--bound-factor", "1"])
-    assert bad.exit_code == 2 and "--bound-factor must be > 1" in bad.output
+    for value in ("1", "nan", "inf"):
+        bad = runner.invoke(app, [*args, "--bound-factor", value])
+        assert bad.exit_code == 2 and "--bound-factor must be a finite number > 1" in bad.output
+    bad_slo = runner.invoke(app, [*args, "--step-slo-ms", "inf"])
+    assert bad_slo.exit_code == 2 and "--step-slo-ms must be a finite" in bad_slo.output
     slo = runner.invoke(app, [*args, "--step-slo-ms", "500"])
     assert slo.exit_code == 0, slo.output
     assert "neo-slo: sustainable" in slo.output

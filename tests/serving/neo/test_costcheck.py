@@ -30,6 +30,35 @@ def test_step_errors_against_hand_computed_predictions() -> None:
     assert e.total_ratio == pytest.approx(3.0 / 3.5)
 
 
+def test_step_errors_count_pipelined_steps_and_their_decode_ratio() -> None:
+    from mlsyskit.serving.neo.plan import ExecMode, NeoStepPlan
+
+    def neo_plan(step_id: int, new: int, mode: ExecMode) -> NeoStepPlan:
+        return NeoStepPlan(step_id, [object(), object()], [new, 1], [10, 10],  # type: ignore[list-item]
+                           [[0], [0]], on_host=(False, True), sub_batch=(0, 1), mode=mode)
+
+    # FakeCosts, one layer: pipelined = max(linr 1, host 0.1) + max(linr 1, 0) = 2 s;
+    # sequential = linr 1 + host 0.1 = 1.1 s (a prompt adds pref 0.5 s)
+    steps = [(neo_plan(0, 1, ExecMode.PIPELINED), 3.0),
+             (neo_plan(1, 1, ExecMode.PIPELINED), 2.0),
+             (neo_plan(2, 5, ExecMode.PIPELINED), 9.0),  # has a prompt: not decode-only
+             (neo_plan(3, 1, ExecMode.SEQUENTIAL), 1.1)]
+    e = step_errors("neo", steps, FakeCosts(), block_size=4)  # type: ignore[arg-type]
+    assert e.num_pipelined == 3
+    assert e.decode_pipelined_ratio == pytest.approx(1.25)  # median of 3 / 2 and 2 / 2
+
+
+def test_step_extras_are_the_line_through_two_residuals() -> None:
+    from mlsyskit.serving.neo.profiler import extras_from_residuals
+
+    # fixed + per_seq * k through (1, 3) and (11, 13): per_seq 1, fixed 2 (not 3)
+    assert extras_from_residuals(3.0, 13.0, 11) == pytest.approx((2.0, 1.0))
+    # a noisy negative one-sequence residual does not inflate the slope; clamped at the end
+    assert extras_from_residuals(-1.0, 1.0, 3) == pytest.approx((0.0, 1.0))
+    # a falling line is noise: no per-sequence cost, the one-sequence residual stays
+    assert extras_from_residuals(2.0, 1.0, 2) == pytest.approx((2.0, 0.0))
+
+
 def test_step_errors_refuse_an_empty_run() -> None:
     with pytest.raises(BenchmarkError, match="no step ran"):
         step_errors("empty", [], FakeCosts(), block_size=4)  # type: ignore[arg-type]
@@ -53,4 +82,5 @@ def test_real_check_runs_sequential_and_pipelined_steps() -> None:
     assert pip.label == "fastdecode" and pip.num_pipelined and pip.num_pipelined > 0
     # every request's prefill and 3 decodes ran somewhere: at least 4 steps per engine
     assert seq.num_steps >= 4 and pip.num_steps >= 4
-    assert seq.total_ratio > 0 and pip.total_ratio > 0
+    assert seq.decode_pipelined_ratio is None and pip.decode_pipelined_ratio is not None
+    assert tables.lnch_s >= 0 and tables.extra_fixed_s >= 0 and tables.extra_per_seq_s >= 0

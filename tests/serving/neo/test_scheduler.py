@@ -216,6 +216,19 @@ def test_steady_admission_lets_a_prefill_onto_the_host_only_if_it_will_be_decode
         assert not s.cpu_q and s.num_waiting == num_host  # they wait for the device
 
 
+@pytest.mark.parametrize(("slo_s", "admitted"), [(None, True), (4.0, True), (3.9, False)])
+def test_steady_admission_respects_the_step_slo(slo_s: float | None, admitted: bool) -> None:
+    # as above with 3 host requests and the throughput rule (admitted), 2 layers: the next
+    # decode step would be pipelined at 2 x 2 s = 4 s; a 3.9 s target rules that step out,
+    # so the new requests are not prefilled onto the host to sit idle there
+    s = create_neo_scheduler(num_device_blocks=5, num_layers=2,
+                             neo=NeoConfig(mode_rule=ModeRule.THROUGHPUT, step_slo_s=slo_s))
+    _add(s, [(12, 5)] + [(8, 5)] * 3)
+    plan = _step(s)
+    assert sum(plan.on_host) == (3 if admitted else 0)
+    assert s.num_waiting == (0 if admitted else 3)
+
+
 @pytest.mark.parametrize(("rule", "mode"), [(ModeRule.THROUGHPUT, ExecMode.PIPELINED),
                                             (ModeRule.POWER, ExecMode.SEQUENTIAL)])
 def test_power_rule_declines_a_pipelined_step_that_only_stretches_the_iteration(
@@ -233,12 +246,15 @@ def test_power_rule_declines_a_pipelined_step_that_only_stretches_the_iteration(
     assert sum(plan.on_host) == (3 if mode is ExecMode.PIPELINED else 0)
 
 
-@pytest.mark.parametrize(("slo_s", "mode"), [(2.0, ExecMode.PIPELINED),
-                                             (1.9, ExecMode.SEQUENTIAL)])
-def test_step_slo_caps_the_pipelined_step_time(slo_s: float, mode: ExecMode) -> None:
-    # the throughput case above: the pipelined decode step takes 2 s (2 sub-batches x 1 s of
-    # linear layers, 1 layer); a 1.9 s target forbids it, a 2 s one allows it
-    s = create_neo_scheduler(num_device_blocks=5,
+@pytest.mark.parametrize(("num_layers", "slo_s", "mode"), [
+    (1, 2.0, ExecMode.PIPELINED), (1, 1.9, ExecMode.SEQUENTIAL),
+    (3, 6.0, ExecMode.PIPELINED), (3, 5.9, ExecMode.SEQUENTIAL), (3, 2.0, ExecMode.SEQUENTIAL),
+])
+def test_step_slo_caps_the_pipelined_step_time(num_layers: int, slo_s: float,
+                                               mode: ExecMode) -> None:
+    # the throughput case above: the pipelined decode step takes 2 s per layer (2 sub-batches
+    # x 1 s of linear layers), so 2 s with 1 layer and 6 s with 3; the target is per step
+    s = create_neo_scheduler(num_device_blocks=5, num_layers=num_layers,
                              neo=NeoConfig(steady_admission=False,
                                            mode_rule=ModeRule.THROUGHPUT, step_slo_s=slo_s))
     _add(s, [(12, 5)] + [(8, 5)] * 3)
@@ -250,8 +266,9 @@ def test_step_slo_caps_the_pipelined_step_time(slo_s: float, mode: ExecMode) -> 
 
 def test_step_slo_is_validated() -> None:
     assert NeoConfig.slo(0.05) == NeoConfig(mode_rule=ModeRule.THROUGHPUT, step_slo_s=0.05)
-    with pytest.raises(ConfigError, match="step_slo_s must be > 0"):
-        NeoConfig(step_slo_s=0.0)
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ConfigError, match="step_slo_s must be a finite number"):
+            NeoConfig(step_slo_s=bad)
     with pytest.raises(ConfigError, match="fastdecode has none"):
         NeoConfig(offload=OffloadMode.FASTDECODE, step_slo_s=0.1)
 

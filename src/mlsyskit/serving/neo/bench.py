@@ -232,19 +232,21 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
     res.metrics["sim_step_time_err"] = sim_check.p90_rel_err
     res.notes.append(
         "cost-model check (spec ablation: predicted vs actual step time): per-layer tables "
-        f"measured on the real executor ({tables.source}; lnch {1e3 * tables.lnch_s:.3f} ms), "
-        "then the same 12 requests served for real with one intra-op thread (the host thread "
-        "has the other core); predicted = step_time(plan, measured tables): "
-        + "; ".join(f"{c.label}: {c.num_steps} steps ({c.num_pipelined} pipelined), median "
-                    f"|err| {c.median_rel_err:.2f}, P90 {c.p90_rel_err:.2f}, sum predicted / "
-                    f"sum measured {c.total_ratio:.2f}" for c in checks)
-        + "; real_step_time_err_* are the medians (wall-clock: repeated runs of the check "
-        "on this 2-core VM spread by about +-0.15). Sequential steps are predicted without "
-        "bias on average; pipelined decode steps take longer than predicted (1.2-1.35x in "
-        "repeated runs; 1.5-1.9x while lnch was an idle thread's round trip instead of a "
-        "measured pipelined stage): the executor's per-layer split and merge of sub-batches "
-        "is Python work the tables do not hold. sim_step_time_err: P90 |predicted - charged| "
-        "/ charged of "
+        f"measured on the real executor ({tables.source}; hand-off lnch "
+        f"{1e3 * tables.lnch_s:.3f} ms per layer, step extras "
+        f"{1e3 * tables.extra_fixed_s:.3f} ms + {1e3 * tables.extra_per_seq_s:.3f} ms per "
+        "sequence), then the same 12 requests served for real with one intra-op thread (the "
+        "host thread has the other core); predicted = step_time(plan, measured tables): "
+        + "; ".join(
+            f"{c.label}: {c.num_steps} steps ({c.num_pipelined} pipelined), median |err| "
+            f"{c.median_rel_err:.2f}, P90 {c.p90_rel_err:.2f}, sum predicted / sum measured "
+            f"{c.total_ratio:.2f}"
+            + ("" if c.decode_pipelined_ratio is None else
+               f", decode-only pipelined steps took {c.decode_pipelined_ratio:.2f}x their "
+               "prediction (median)")
+            for c in checks)
+        + "; real_step_time_err_* are those medians (wall-clock on a shared 2-core VM: they "
+        "move from run to run). sim_step_time_err: P90 |predicted - charged| / charged of "
         f"NEO's steps on t4-7b (summarisation, 2 req/s, {sim_check.num_steps} steps): the "
         "scheduler's interpolated tables vs the roofline the simulator charges "
         f"(median {sim_check.median_rel_err:.4f}, sum ratio {sim_check.total_ratio:.4f})"

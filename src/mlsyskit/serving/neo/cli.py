@@ -57,8 +57,9 @@ def bench(
                            "guards) instead of the defaults.")
     ] = False,
     step_slo_ms: Annotated[
-        float | None, typer.Option(help="--offload neo: a step latency target; no pipelined "
-                                   "step predicted longer than this (NeoConfig.slo).")
+        float | None, typer.Option(help="--offload neo: a step latency target (ms, device "
+                                   "time of the layers); no pipelined step predicted longer "
+                                   "(NeoConfig.slo).")
     ] = None,
     chunk_tokens: Annotated[
         int | None, typer.Option(help="--offload none, simulated: chunked-prefill token budget "
@@ -84,6 +85,7 @@ def bench(
     planned = CostTables.from_json(tables) if tables is not None else None
     if paper_rules and step_slo_ms is not None:
         raise ConfigError("--paper-rules and --step-slo-ms are two rule sets; choose one")
+    _check_slo_ms(step_slo_ms)
     rules = NeoConfig.paper() if paper_rules else None
     if step_slo_ms is not None:
         rules = NeoConfig.slo(step_slo_ms / 1e3)
@@ -153,9 +155,8 @@ def sweep(
                             "load point.")
     ] = 2.0,
     step_slo_ms: Annotated[
-        float | None, typer.Option(help="Also sweep NEO with a step latency target "
-                                   "(neo-slo: NeoConfig.slo, no pipelined step predicted "
-                                   "longer than this).")
+        float | None, typer.Option(help="Also sweep NEO with a step latency target (ms, "
+                                   "device time of the layers; neo-slo: NeoConfig.slo).")
     ] = None,
     out: Annotated[Path, typer.Option(help="Plot to write.")] = Path("neo_sweep.png"),
 ) -> None:
@@ -166,14 +167,13 @@ def sweep(
     from mlsyskit.serving.neo.loadtest import RECOMPUTE, VLLM_256, VLLM_512, System, compare
     from mlsyskit.serving.neo.scheduler import NeoConfig
 
-    if bound_factor <= 1:
-        raise ConfigError(f"--bound-factor must be > 1; got {bound_factor}")
+    if not 1 < bound_factor < math.inf:
+        raise ConfigError(f"--bound-factor must be a finite number > 1; got {bound_factor}")
+    _check_slo_ms(step_slo_ms)
     systems: list[OffloadMode | System] = [OffloadMode.NONE, OffloadMode.NEO]
     if paper_rules:
         systems.append(PAPER_NEO)
     if step_slo_ms is not None:
-        if step_slo_ms <= 0:
-            raise ConfigError(f"--step-slo-ms must be > 0; got {step_slo_ms}")
         systems.append(System(OffloadMode.NEO, "neo-slo", neo=NeoConfig.slo(step_slo_ms / 1e3)))
     if fastdecode:
         systems.append(OffloadMode.FASTDECODE)
@@ -187,6 +187,14 @@ def sweep(
                       "device-only)", highlight=False)
     plot_curves([comp], out, f"{setup} (simulated)")
     console.print(f"wrote {out}")
+
+
+def _check_slo_ms(step_slo_ms: float | None) -> None:
+    from mlsyskit.errors import ConfigError
+
+    if step_slo_ms is not None and not 0 < step_slo_ms < math.inf:
+        raise ConfigError(f"--step-slo-ms must be a finite number of milliseconds > 0; got "
+                          f"{step_slo_ms}")
 
 
 @app.command("parity")

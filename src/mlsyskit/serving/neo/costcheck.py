@@ -43,6 +43,8 @@ class StepTimeErrors:
     median_rel_err: float
     p90_rel_err: float
     total_ratio: float
+    #: median measured / predicted over pipelined steps that only decode (``None``: none ran)
+    decode_pipelined_ratio: float | None = None
 
 
 def step_errors(label: str, steps: list[tuple[StepPlan, float]], tables: LayerCosts,
@@ -53,12 +55,14 @@ def step_errors(label: str, steps: list[tuple[StepPlan, float]], tables: LayerCo
     pred = [step_time(p, tables, block_size) for p, _ in steps]
     meas = [m for _, m in steps]
     errs = sorted(abs(p - m) / m for p, m in zip(pred, meas, strict=True))
-    pipelined = sum(1 for p, _ in steps
-                    if isinstance(p, NeoStepPlan) and p.mode is ExecMode.PIPELINED
-                    and any(p.on_host))
-    return StepTimeErrors(label, len(steps), pipelined, statistics.median(errs),
+    piped = [isinstance(p, NeoStepPlan) and p.mode is ExecMode.PIPELINED and any(p.on_host)
+             for p, _ in steps]
+    decode_ratios = [m / t for (p, m), t, pip in zip(steps, pred, piped, strict=True)
+                     if pip and max(p.num_new_tokens) == 1 and t > 0]
+    return StepTimeErrors(label, len(steps), sum(piped), statistics.median(errs),
                           errs[min(len(errs) - 1, int(0.9 * len(errs)))],
-                          sum(pred) / sum(meas))
+                          sum(pred) / sum(meas),
+                          statistics.median(decode_ratios) if decode_ratios else None)
 
 
 @contextmanager

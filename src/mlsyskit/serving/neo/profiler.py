@@ -69,8 +69,18 @@ def _step_extras(model: torch.nn.Module, layers: CostTables, cache: PagedKVCache
         parts = layers.num_layers * (layers.linr(num_seqs) + layers.gdec(num_seqs * ctx))
         return whole - parts
 
-    one, many = residual(1), residual(n)
-    return max(0.0, one), max(0.0, (many - one) / (n - 1))
+    return extras_from_residuals(residual(1), residual(n), n)
+
+
+def extras_from_residuals(one: float, many: float, n: int) -> tuple[float, float]:
+    """(fixed, per sequence) of a line ``fixed + per_seq * k`` through (1, one), (n, many).
+
+    Neither may be negative: a falling line (noise) has no per-sequence cost, and then
+    ``fixed`` is the one-sequence residual; a negative ``one`` is clamped only at the end, so
+    it does not inflate the slope.
+    """
+    per_seq = max(0.0, (many - one) / (n - 1))
+    return max(0.0, one - per_seq), per_seq
 
 
 def profile_tables(
@@ -101,10 +111,12 @@ def profile_tables(
     hd, nh, nkv = cfg.head_dim, cfg.num_heads, cfg.num_kv_heads
     with torch.no_grad():
         def linr(s: int) -> float:
+            # RoPE comes once per step (model.rope), as both executors compute it
             h, pos = rand(s, cfg.hidden_size), torch.arange(s)
-            attn = rand(s, nh, hd)
+            attn, rope = rand(s, nh, hd), model.rope(pos)
             return per_layer * _median_s(
-                lambda: [(lay.qkv(h, pos), lay.finish(h, attn)) for lay in layers], repeats)
+                lambda: [(lay.qkv(h, pos, rope), lay.finish(h, attn)) for lay in layers],
+                repeats)
 
         def attend(contexts: Sequence[int], cache: PagedKVCache, prompt: int = 0) -> float:
             if prompt:
@@ -127,25 +139,34 @@ def profile_tables(
         cdec_s = [[attend(spread(max(c, 2 * n), n), host_cache) for c in ctx_x]
                   for n in cdec_n]
         with ThreadPoolExecutor(1) as pool:
-            # the host part's overhead as a pipelined stage meets it: one host decode on the
-            # host thread while this thread runs one token's linear layers, every layer;
-            # whatever the stage takes beyond the host attention itself is the hand-off
+            # the hand-off as a pipelined stage meets it: one host decode on the host thread
+            # while this thread runs one token's linear layers, every layer. The stage should
+            # take max(device part, host part); what it takes beyond that is the hand-off
             # (thread round trip, and Python work the two threads cannot overlap)
             ctx1 = 2 * bs
             b1 = _decode_batch([ctx1], bs)
             q1, k1, v1 = rand(1, nh, hd), rand(1, nkv, hd), rand(1, nkv, hd)
             h1, pos1, a1 = rand(1, cfg.hidden_size), torch.arange(1), rand(1, nh, hd)
+            rope1 = model.rope(pos1)
+
+            def device_part() -> None:
+                for lay in layers:
+                    lay.qkv(h1, pos1, rope1)
+                    lay.finish(h1, a1)
 
             def stage() -> None:
                 for lay in layers:
                     fut = pool.submit(lay.attend, q1, k1, v1, b1, host_cache)
-                    lay.qkv(h1, pos1)
+                    lay.qkv(h1, pos1, rope1)
                     lay.finish(h1, a1)
                     fut.result()
 
+            reps = max(repeats, 5)
             host_alone = per_layer * _median_s(
-                lambda: [lay.attend(q1, k1, v1, b1, host_cache) for lay in layers], repeats)
-            lnch = max(0.0, per_layer * _median_s(stage, repeats * 3) - host_alone)
+                lambda: [lay.attend(q1, k1, v1, b1, host_cache) for lay in layers], reps)
+            device_alone = per_layer * _median_s(device_part, reps)
+            together = per_layer * _median_s(stage, reps)
+            lnch = max(0.0, together - max(device_alone, host_alone))
         copy = _median_s(lambda: dev_cache.copy_blocks_to(host_cache, [(0, 1)]), repeats)
         layer_tables = CostTables(
             num_layers=cfg.num_layers,
@@ -158,6 +179,6 @@ def profile_tables(
             link_per_token_s=copy / bs, source="",
         )
         extra_fixed, extra_per_seq = _step_extras(model, layer_tables, dev_cache, bs, blocks,
-                                                  repeats)
+                                                  max(repeats, 5))
     return replace(layer_tables, extra_fixed_s=extra_fixed, extra_per_seq_s=extra_per_seq,
                    source=f"measured on this CPU, model {cfg.name}")

@@ -107,11 +107,14 @@ class NeoConfig:
         How step 5 picks pipelined vs device-only (:class:`~.plan.ModeRule`): the paper's
         ``THROUGHPUT`` or the latency-aware ``POWER`` (default).
     step_slo_s
-        Not in the paper's rules: a latency target for one step, in seconds. A pipelined step
-        whose predicted device time (all layers, without the LM head) exceeds it is never
-        chosen, whatever ``mode_rule`` says; device-only steps are not capped (they are what
-        NEO falls back to). With ``THROUGHPUT`` this is "the most requests per second that
-        keeps the time per output token under the target". ``None``: no target.
+        Not in the paper's rules: a latency target for one step, in seconds, on the device
+        time of its layers (the quantity the mode choice compares: it leaves out the LM head,
+        the per-step overhead and swaps, so a step can run a few percent over it). A
+        pipelined step predicted over it is not chosen, whatever ``mode_rule`` says;
+        device-only steps are not capped (they are what NEO falls back to), nor is the
+        host-only progress step (nothing on the device: the alternative is no progress).
+        With ``THROUGHPUT`` this is "the most requests per second that keeps the time per
+        output token near the target". ``None``: no target.
 
     :meth:`paper` gives the paper's rules exactly.
     """
@@ -147,8 +150,9 @@ class NeoConfig:
             raise ConfigError("linr_threshold_tokens must be >= 0")
         if not 0 < self.host_fraction < 1:
             raise ConfigError(f"host_fraction must be in (0, 1); got {self.host_fraction}")
-        if self.step_slo_s is not None and not self.step_slo_s > 0:
-            raise ConfigError(f"step_slo_s must be > 0 seconds; got {self.step_slo_s}")
+        if self.step_slo_s is not None and not 0 < self.step_slo_s < math.inf:
+            raise ConfigError(f"step_slo_s must be a finite number of seconds > 0; got "
+                              f"{self.step_slo_s}")
         if self.step_slo_s is not None and self.offload is not OffloadMode.NEO:
             raise ConfigError(f"step_slo_s steers NEO's mode choice; {self.offload.value} has "
                               "none")

@@ -189,9 +189,10 @@ class NeoTorchExecutor(RecordingTorchExecutor):
         """The usual loop, with host decodes attended on the host pool (no overlap)."""
         b = part.batch
         positions = b.positions.to(self.model.device)
+        rope = self.model.rope(positions)  # once per step, as PagedLlama.run_layers does
         h = self.model.embed(b.token_ids)
         for layer in self._layers():
-            qkv = layer.qkv(h, positions)
+            qkv = layer.qkv(h, positions, rope)
             out = torch.empty_like(qkv[0])
             self._attend_main(layer, part, qkv, out)
             out = self._merge(part, out, self._submit(layer, part, qkv))
@@ -206,11 +207,12 @@ class NeoTorchExecutor(RecordingTorchExecutor):
         p0, p1 = parts
         pos0 = p0.batch.positions.to(self.model.device)
         pos1 = p1.batch.positions.to(self.model.device)
+        rope0, rope1 = self.model.rope(pos0), self.model.rope(pos1)
         h0 = self.model.embed(p0.batch.token_ids)
         h1 = self.model.embed(p1.batch.token_ids)
-        qkv0 = layers[0].qkv(h0, pos0)
+        qkv0 = layers[0].qkv(h0, pos0, rope0)
         fut0 = self._submit(layers[0], p0, qkv0)
-        qkv1 = layers[0].qkv(h1, pos1)
+        qkv1 = layers[0].qkv(h1, pos1, rope1)
         a0 = torch.empty_like(qkv0[0])
         self._attend_main(layers[0], p0, qkv0, a0)
         a0 = self._merge(p0, a0, fut0)
@@ -219,7 +221,7 @@ class NeoTorchExecutor(RecordingTorchExecutor):
             fut1 = self._submit(layers[i], p1, qkv1)
             h0 = layers[i].finish(h0, a0)
             if i + 1 < num:
-                qkv0 = layers[i + 1].qkv(h0, pos0)
+                qkv0 = layers[i + 1].qkv(h0, pos0, rope0)
             a1 = torch.empty_like(qkv1[0])
             self._attend_main(layers[i], p1, qkv1, a1)
             a1 = self._merge(p1, a1, fut1)
@@ -227,7 +229,7 @@ class NeoTorchExecutor(RecordingTorchExecutor):
             fut0 = self._submit(layers[i + 1], p0, qkv0) if i + 1 < num else None
             h1 = layers[i].finish(h1, a1)
             if i + 1 < num:
-                qkv1 = layers[i + 1].qkv(h1, pos1)
+                qkv1 = layers[i + 1].qkv(h1, pos1, rope1)
                 a0 = torch.empty_like(qkv0[0])
                 self._attend_main(layers[i + 1], p0, qkv0, a0)
                 a0 = self._merge(p0, a0, fut0)
