@@ -17,6 +17,11 @@ def test_plan_small_prints_plan_times_and_bubbles() -> None:
     assert "encoder plan" in result.output
     assert "Optimus (coarse + fine)" in result.output
     assert "TP" in result.output and "PP cool-down" in result.output
+    # the times are the replay's, and every schedule replays clean
+    assert "replayed" in result.output
+    rows = [line for line in result.output.splitlines()
+            if line.count("│") >= 5 and "schedule" not in line]
+    assert len(rows) == 5 and all(row.split("│")[4].strip() == "0" for row in rows)
 
 
 def test_gantt_writes_png(tmp_path: Path) -> None:

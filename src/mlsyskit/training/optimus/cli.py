@@ -52,9 +52,12 @@ def plan(
 ) -> None:
     """Choose the encoder plan and partition, schedule, and print times and bubbles."""
     from mlsyskit.training.optimus import baselines
+    from mlsyskit.training.optimus.build import baseline_schedule, optimus_schedule
     from mlsyskit.training.optimus.costmodel import CostModel
     from mlsyskit.training.optimus.planner import require_plans
-    from mlsyskit.training.optimus.search import efficiency, search, serial_iteration_s
+    from mlsyskit.training.optimus.replay import replay
+    from mlsyskit.training.optimus.scheduler import initial_state, serial_evaluation
+    from mlsyskit.training.optimus.search import efficiency, search
 
     job = _load(config)
     plans = require_plans(job, config)  # none feasible: the config's fault, exit 2
@@ -77,20 +80,27 @@ def plan(
         f"per LLM pipeline), microbatch partition {best.parts}; searched {res.num_plans} plans, "
         f"{res.num_partitions} partitions in {res.runtime_s:.1f} s"
     )
-    table = Table(title="iteration time (simulated)")
-    for col in ("schedule", "seconds", "speedup of Optimus"):
-        table.add_column(col)
-    opt = best.fine_eval.makespan_s
-    rows = [] if m is None else [("Megatron-LM", m.iteration_s)]
+    # every time in the table is the independent replay's re-execution of the schedule
+    schedules = [] if m is None else [
+        baseline_schedule("Megatron-LM", m.timeline, m.dp.ag_s, m.dp.rs_s, m.iteration_s)]
     if b is not None:
-        rows.append(("Megatron-LM balanced", b.iteration_s))
-    rows += [
-        ("serial encoder-then-LLM", serial_iteration_s(best.ctx, best.parts)),
-        ("colocated three-phase (coarse)", best.coarse_eval.makespan_s),
-        ("Optimus (coarse + fine)", opt),
+        schedules.append(baseline_schedule("Megatron-LM balanced", b.timeline, b.dp.ag_s,
+                                           b.dp.rs_s, b.iteration_s))
+    schedules += [
+        optimus_schedule("serial encoder-then-LLM", best.ctx, initial_state(best.ctx, best.parts),
+                         serial_evaluation(best.ctx, best.parts), barrier=True),
+        optimus_schedule("colocated three-phase (coarse)", best.ctx, best.coarse,
+                         best.coarse_eval),
+        optimus_schedule("Optimus (coarse + fine)", best.ctx, best.fine, best.fine_eval),
     ]
-    for name, secs in rows:
-        table.add_row(name, f"{secs:.3f}", f"{secs / opt:.3f}x")
+    reports = [replay(sched) for sched in schedules]
+    table = Table(title="iteration time (simulated, replayed)")
+    for col in ("schedule", "seconds", "speedup of Optimus", "replay violations"):
+        table.add_column(col)
+    opt = reports[-1].replay_makespan_s
+    for sched, rep in zip(schedules, reports, strict=True):
+        secs = rep.replay_makespan_s
+        table.add_row(sched.name, f"{secs:.3f}", f"{secs / opt:.3f}x", str(len(rep.violations)))
     console.print(table)
     console.print(
         f"efficiency (encoder compute inside LLM bubbles): coarse "
