@@ -105,7 +105,10 @@ def test_schedules_replay_clean_and_are_ordered(job: JobConfig) -> None:
     assert fine_s <= coarse_s * (1 + 1e-12) and coarse_s <= serial_s * (1 + 1e-12)
     e_c = efficiency(best.ctx, best.coarse, best.coarse_eval)
     e_f = efficiency(best.ctx, best.fine, best.fine_eval)
-    assert 0.0 <= e_c <= e_f + 1e-9 <= 1.0 + 2e-9  # fine never hides less than coarse
+    # both are shares; fine >= coarse is *not* a property: the fine step keeps any move that
+    # does not slow the iteration, and hypothesis found one that hides slightly less encoder
+    # work (0.960 vs 0.964 at pp 4, tp 4, v 1). The benchmark reports the order it measures.
+    assert 0.0 <= e_c <= 1.0 + 1e-9 and 0.0 <= e_f <= 1.0 + 1e-9
 
 
 @pytest.mark.parametrize("defer", [False, True])
