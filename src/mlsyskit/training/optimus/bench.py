@@ -234,6 +234,7 @@ def reproduce(quick: bool, out_dir: Path) -> BenchResult:
     plots = _plots(scales, out_dir)
     _extra_rows(cal, metrics, paper, notes)
     simulated += [f"speedup_multi_encoder_512{m[1]}" for m in MULTI_ENCODER]
+    simulated += _weak_rows(cal, quick, metrics, paper, targets, notes, out_dir, plots)
     simulated += ["memory_overhead_frac_3072",
                   "memory_total_frac_3072"]
     from mlsyskit.training.optimus.cpu_run import CpuRunConfig, run_cpu
@@ -383,6 +384,36 @@ def _extra_rows(cal: Calibration, metrics: dict[str, float], paper: dict[str, fl
         + f"; memory of the 3,072-GPU plan {plan.label()}: overhead "
         f"k(DP_enc - DP_llm)Phi_enc/n = {memory_overhead(job3, plan) / 2**30:.1f} GiB per GPU"
     )
+
+
+def _weak_rows(cal: Calibration, quick: bool, metrics: dict[str, float],
+               paper: dict[str, float | str], targets: dict[str, str], notes: list[str],
+               out_dir: Path, plots: list[str]) -> list[str]:
+    """Weak scaling (Fig. 15, models A-D): speedups from replayed times; returns the names."""
+    from mlsyskit.training.optimus.weak import WEAK_MODELS, plot_weak, weak_scaling
+
+    times = weak_scaling(cal, 3 if quick else 12)
+    names: list[str] = []
+    for key, t in times.items():
+        metrics["replay_violations"] += t["violations"]
+        metrics[f"weak_speedup_vs_megatron_{key}"] = t["megatron"] / t["fine"]
+        metrics[f"weak_speedup_vs_balanced_{key}"] = t["balanced"] / t["fine"]
+        names += [f"weak_speedup_vs_megatron_{key}", f"weak_speedup_vs_balanced_{key}"]
+    for base, pap, tgt in (("megatron", 1.22, "in [1.17, 1.27]"),
+                           ("balanced", 1.18, "in [1.13, 1.23]")):
+        name = f"weak_max_speedup_vs_{base}"
+        metrics[name] = max(metrics[f"weak_speedup_vs_{base}_{k}"] for k in times)
+        paper[name] = pap
+        targets[name] = tgt
+        names.append(name)
+    notes.append("weak scaling (Fig. 15, replayed times; A/B use V5, not the paper's V6, "
+                 "which does not divide LLaMA-70B's 80 layers over PP4): " + "; ".join(
+                     f"{WEAK_MODELS[k][1]} ({WEAK_MODELS[k][2]} GPUs): Megatron-LM "
+                     f"{t['megatron']:.2f}s, balanced {t['balanced']:.2f}s, Optimus "
+                     f"{t['fine']:.2f}s, serial {t['serial']:.2f}s" for k, t in times.items()))
+    plot_weak(times, out_dir / "optimus_weak_scaling.png")
+    plots.append("optimus_weak_scaling.png")
+    return names
 
 
 def _first_filled_bubble(s: Schedule) -> float:
