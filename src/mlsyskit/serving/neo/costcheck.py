@@ -47,6 +47,13 @@ class StepTimeErrors:
     decode_pipelined_ratio: float | None = None
 
 
+def _errors(pred: list[float], actual: list[float]) -> tuple[float, float, float]:
+    """(median, P90) of |predicted - actual| / actual, and sum(predicted) / sum(actual)."""
+    errs = sorted(abs(p - a) / a for p, a in zip(pred, actual, strict=True))
+    return (statistics.median(errs), errs[min(len(errs) - 1, int(0.9 * len(errs)))],
+            sum(pred) / sum(actual))
+
+
 def step_errors(label: str, steps: list[tuple[StepPlan, float]], tables: LayerCosts,
                 block_size: int) -> StepTimeErrors:
     """Compare ``step_time(plan, tables)`` with each measured duration."""
@@ -54,14 +61,11 @@ def step_errors(label: str, steps: list[tuple[StepPlan, float]], tables: LayerCo
         raise BenchmarkError(f"{label}: no step ran")
     pred = [step_time(p, tables, block_size) for p, _ in steps]
     meas = [m for _, m in steps]
-    errs = sorted(abs(p - m) / m for p, m in zip(pred, meas, strict=True))
     piped = [isinstance(p, NeoStepPlan) and p.mode is ExecMode.PIPELINED and any(p.on_host)
              for p, _ in steps]
     decode_ratios = [m / t for (p, m), t, pip in zip(steps, pred, piped, strict=True)
                      if pip and max(p.num_new_tokens) == 1 and t > 0]
-    return StepTimeErrors(label, len(steps), sum(piped), statistics.median(errs),
-                          errs[min(len(errs) - 1, int(0.9 * len(errs)))],
-                          sum(pred) / sum(meas),
+    return StepTimeErrors(label, len(steps), sum(piped), *_errors(pred, meas),
                           statistics.median(decode_ratios) if decode_ratios else None)
 
 
@@ -143,7 +147,5 @@ def sim_prediction_errors(
     pairs = [(p, c) for p, c in ex.predictions if c > 0]
     if not pairs:
         raise BenchmarkError(f"{setup}: no NEO step ran")
-    errs = sorted(abs(p - c) / c for p, c in pairs)
-    return StepTimeErrors(f"sim {setup}", len(pairs), None, statistics.median(errs),
-                          errs[min(len(errs) - 1, int(0.9 * len(errs)))],
-                          sum(p for p, _ in pairs) / sum(c for _, c in pairs))
+    return StepTimeErrors(f"sim {setup}", len(pairs), None,
+                          *_errors([p for p, _ in pairs], [c for _, c in pairs]))
