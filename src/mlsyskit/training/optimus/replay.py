@@ -108,11 +108,6 @@ def dp_rules(tasks: list[Task], report: ReplayReport | None = None) -> list[tupl
     return edges
 
 
-def check_dp(tasks: list[Task], report: ReplayReport) -> None:
-    """Report DP collectives that break :func:`dp_rules`."""
-    dp_rules(tasks, report)
-
-
 def check_rules(s: Schedule, report: ReplayReport) -> None:
     """Semantic checks from metadata alone."""
     tasks = list(s.tasks)
@@ -134,7 +129,7 @@ def check_rules(s: Schedule, report: ReplayReport) -> None:
     for t in tasks:
         if t.start_s < t.release_s - TOL:
             report.violations.append(f"task {t.tid} ({t.name}) starts before its release time")
-    check_dp(tasks, report)
+    dp_rules(tasks, report)  # reports DP collectives that break them
     ops = _ops([t for t in tasks if t.owner is not Owner.DP], report)
     fwd, bwd = Direction.FWD, Direction.BWD
     llm: dict[tuple[Direction | None, int, int], tuple[float, float]] = {
